@@ -1,0 +1,102 @@
+"""Kernel choice: one explicit table, first match wins.
+
+Every kernel has the same signature::
+
+    run(x, w, b, problem) -> out
+
+``x`` (N, C_in, H, W) and ``w`` (C_out, C_in/groups, kH, kW) are C-contiguous in
+the compute dtype (float32 or float64), ``b`` is (C_out,) or None, and
+``problem`` holds the shapes and the resolved :class:`~convkit.spec.ConvSpec`.
+Kernels never validate: the entry points already did.
+
+A kernel whose ``border_modes`` is False is given zero-padded problems only:
+for reflect / replicate / circular / symmetric borders the dispatcher first
+builds the padded input (:func:`convkit.padding.pad`) and hands the kernel a
+problem without padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import padding as _padding
+from ..spec import ConvSpec
+from . import gemm, reference
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Shapes of one convolution call plus its resolved spec."""
+
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    out_h: int
+    out_w: int
+    spec: ConvSpec
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, x_shape, w_shape, spec: ConvSpec, dtype) -> "Problem":
+        n, c_in, h, w = x_shape
+        c_out, _, kh, kw = w_shape
+        out_h, out_w = spec.output_size((h, w), (kh, kw))
+        return cls(n, c_in, h, w, c_out, kh, kw, out_h, out_w, spec, np.dtype(dtype))
+
+    @property
+    def group_in(self) -> int:
+        return self.c_in // self.spec.groups
+
+    @property
+    def group_out(self) -> int:
+        return self.c_out // self.spec.groups
+
+    def padded(self) -> "Problem":
+        """The same problem on an already padded input."""
+        (t, b), (l, r) = self.spec.pads
+        return Problem(self.n, self.c_in, self.h + t + b, self.w + l + r, self.c_out, self.kh,
+                       self.kw, self.out_h, self.out_w, self.spec.without_padding(), self.dtype)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    supports: Callable[[Problem], bool]
+    run: Callable[..., np.ndarray]
+    border_modes: bool = False  # True: handles every padding mode without a padded copy
+
+
+def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
+    return reference.conv2d_reference(x, w, b, problem.spec).astype(problem.dtype, copy=False)
+
+
+# The table.  Order matters: the first kernel whose ``supports`` accepts wins.
+#   gemm        every configuration: im2col tiles (bounded memory) times the weight, BLAS
+#   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
+KERNELS = (
+    Kernel("gemm", gemm.supports, gemm.run),
+    Kernel("reference", lambda p: True, _reference_run, border_modes=True),
+)
+
+
+def choose(problem: Problem) -> Kernel:
+    for kernel in KERNELS:
+        if kernel.supports(problem):
+            return kernel
+    raise AssertionError("the reference kernel accepts every problem")
+
+
+def run(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], problem: Problem,
+        kernel: Optional[Kernel] = None) -> np.ndarray:
+    """Run ``problem`` on ``kernel`` (default: the table's choice), padding first if needed."""
+    kernel = kernel or choose(problem)
+    if not kernel.border_modes and not problem.spec.zero_padded:
+        x = _padding.pad(x, problem.spec.pads, problem.spec.padding_mode)
+        problem = problem.padded()
+    return kernel.run(x, w, b, problem)
