@@ -1,105 +1,14 @@
-"""Layers, mirroring ``torch.nn``: ``Conv2d``, ``DepthwiseSeparableConv2d``, ``Sequential``, ``ReLU``.
-
-Parameters are plain NumPy arrays held by name; ``state_dict()`` uses torch's
-key names (``"0.depthwise.weight"``), so weights move between the two.
-"""
+"""Convolution layers: ``Conv2d`` (mirroring ``torch.nn.Conv2d``) and ``DepthwiseSeparableConv2d``."""
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from . import functional
-from .arrays import as_float_array
-from .spec import check_channels, parse_settings, standardize_pair
-
-
-class Module:
-    """Base class: named parameters, named children, state dicts and a torch-like repr."""
-
-    def __init__(self):
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
-
-    def __setattr__(self, name, value):
-        if isinstance(value, Module):
-            self._modules[name] = value
-        elif name in self._parameters:
-            self._parameters[name] = value
-        object.__setattr__(self, name, value)
-
-    def register_parameter(self, name: str, value: Optional[np.ndarray]) -> None:
-        self._parameters[name] = value
-        object.__setattr__(self, name, value)
-
-    def __call__(self, x):
-        return self.forward(x)
-
-    def forward(self, x):  # pragma: no cover - every layer defines it
-        raise NotImplementedError(f"{type(self).__name__} does not define forward")
-
-    def named_children(self) -> Iterator[Tuple[str, "Module"]]:
-        return iter(self._modules.items())
-
-    def named_modules(self, prefix: str = "") -> Iterator[Tuple[str, "Module"]]:
-        yield prefix, self
-        for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
-
-    def named_parameters(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
-        for module_name, module in self.named_modules(prefix):
-            for name, value in module._parameters.items():
-                if value is not None:
-                    yield (f"{module_name}.{name}" if module_name else name), value
-
-    def parameters(self) -> Iterator[np.ndarray]:
-        return (value for _, value in self.named_parameters())
-
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Parameters by torch's key names, as copies."""
-        return OrderedDict((name, value.copy()) for name, value in self.named_parameters())
-
-    def load_state_dict(self, state: Dict[str, np.ndarray], strict: bool = True) -> None:
-        """Load parameters by name.  Everything is checked before anything is assigned.
-
-        Values may be NumPy arrays or torch tensors; they are copied and cast to
-        the layer's dtype.  A missing or unexpected key (when ``strict``) or a
-        wrong shape raises ``ValueError`` naming the key.
-        """
-        own = dict(self.named_parameters())
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        if strict and (missing or unexpected):
-            raise ValueError(f"state_dict does not match {type(self).__name__}: "
-                             f"missing keys {missing}, unexpected keys {unexpected}")
-        staged = {}
-        for key, current in own.items():
-            if key not in state:
-                continue
-            value = as_float_array(state[key], f"state_dict[{key!r}]")
-            if value.shape != current.shape:
-                raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, "
-                                 f"expected {current.shape}")
-            staged[key] = np.array(value, dtype=current.dtype)
-        for key, value in staged.items():
-            *path, name = key.split(".")
-            module = self
-            for part in path:
-                module = module._modules[part]
-            setattr(module, name, value)
-
-    def extra_repr(self) -> str:
-        return ""
-
-    def __repr__(self) -> str:
-        lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
-                 for name, child in self._modules.items()]
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not lines:
-            return head + ")"
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+from .. import functional
+from ..cost import conv2d_cost
+from ..spec import check_channels, parse_settings, standardize_pair
+from .module import Module
 
 
 class Conv2d(Module):
@@ -162,6 +71,21 @@ class Conv2d(Module):
 
     def forward(self, x) -> np.ndarray:
         return self._conv_forward(x, self.weight, self.bias)
+
+    def cost(self, input_shape):
+        """:class:`~convkit.cost.LayerCost` of this layer on ``input_shape`` (checked)."""
+        return conv2d_cost(input_shape, self.out_channels, self.kernel_size, self.stride,
+                           self.settings.padding, self.dilation, self.groups,
+                           self.bias is not None, self.padding_mode)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) in (3, 4) and input_shape[-3] != self.in_channels:
+            raise ValueError(f"{self!r} expects {self.in_channels} input channels, "
+                             f"got input shape {tuple(input_shape)}")
+        return self.cost(input_shape).output_shape
+
+    def macs(self, input_shape) -> int:
+        return self.cost(input_shape).macs
 
     def _conv_forward(self, x, weight, bias) -> np.ndarray:
         return functional._conv2d(x, weight, bias, self.settings)
@@ -232,35 +156,5 @@ class DepthwiseSeparableConv2d(Module):
     def forward(self, x) -> np.ndarray:
         return self.pointwise(self.depthwise(x))
 
-
-class ReLU(Module):
-    """``max(x, 0)`` elementwise."""
-
-    def forward(self, x) -> np.ndarray:
-        return np.maximum(x, 0)
-
-
-class Sequential(Module):
-    """Layers applied in order; children are named ``"0"``, ``"1"``, ... as in torch."""
-
-    def __init__(self, *layers: Module):
-        super().__init__()
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential takes convkit.nn modules, got {layer!r} at "
-                                f"position {i}")
-            self._modules[str(i)] = layer
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
-        return x
+    def output_shape(self, input_shape):
+        return self.pointwise.output_shape(self.depthwise.output_shape(input_shape))
