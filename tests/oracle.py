@@ -54,7 +54,7 @@ def explicit_pads(padding, in_hw, k_hw, stride, dilation):
 def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
                  padding_mode="zeros"):
     """torch's float64 output for convkit's semantics, as a NumPy array."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)  # torch cannot wrap negative strides
     wt = torch.tensor(np.asarray(w, dtype=np.float64))
     bt = None if b is None else torch.tensor(np.asarray(b, dtype=np.float64))
     (t, bo), (l, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
@@ -76,4 +76,4 @@ def torch_layer_conv2d(x, w, b=None, **settings):
         layer.weight.copy_(torch.tensor(w))
         if b is not None:
             layer.bias.copy_(torch.tensor(np.asarray(b, dtype=np.float64)))
-        return layer(torch.tensor(np.asarray(x, dtype=np.float64))).numpy()
+        return layer(torch.tensor(np.ascontiguousarray(x, dtype=np.float64))).numpy()

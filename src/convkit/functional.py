@@ -71,12 +71,12 @@ def _tidy_arrays(input, weight, bias, groups):
     check_weight_shape(w.shape)
     unbatched = x.ndim == 3
     c_in = x.shape[-3]
+    check_channels(c_in, w.shape[0], groups, in_name="input channels",
+                   out_name="weight.shape[0] (out channels)")
     if w.shape[1] * groups != c_in:
         raise ValueError(f"weight.shape[1] * groups must equal input channels: weight shape "
                          f"{w.shape} with groups={groups} expects {w.shape[1] * groups} "
                          f"channels, input shape {x.shape} has {c_in}")
-    check_channels(c_in, w.shape[0], groups, in_name="input channels",
-                   out_name="weight.shape[0] (out channels)")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"bias must have shape ({w.shape[0]},) to match weight shape "
                          f"{w.shape}, got shape {b.shape}")
