@@ -146,9 +146,38 @@ class ConvSpec:
                         PaddingMode.ZEROS)
 
 
+def _plain_key(value):
+    """A cache key that keeps exact types (so ``2.0``, ``True`` and lists are never confused
+    with ``2``, ``1`` and tuples), or None when ``value`` is not a plain int/str/tuple."""
+    kind = type(value)
+    if kind is int or kind is str:
+        return value
+    if kind is tuple:
+        inner = tuple(_plain_key(v) for v in value)
+        return None if None in inner else ("t", inner)
+    return None
+
+
+_SETTINGS_CACHE: dict = {}
+
+
 def parse_settings(stride=1, padding=0, dilation=1, groups=1,
                    padding_mode="zeros") -> ConvSettings:
-    """Tidy the loose arguments of ``conv2d`` into a :class:`ConvSettings`."""
+    """Tidy the loose arguments of ``conv2d`` into a :class:`ConvSettings`.
+
+    Plain arguments (ints, strings, tuples of them) are parsed once and cached:
+    argument checks stay cheap for small convolutions called in a loop.
+    """
+    key = _plain_key((stride, padding, dilation, groups, padding_mode))
+    settings = _SETTINGS_CACHE.get(key) if key is not None else None
+    if settings is None:
+        settings = _parse_settings(stride, padding, dilation, groups, padding_mode)
+        if key is not None and len(_SETTINGS_CACHE) < 4096:
+            _SETTINGS_CACHE[key] = settings
+    return settings
+
+
+def _parse_settings(stride, padding, dilation, groups, padding_mode) -> ConvSettings:
     if not _is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r} of type {type(groups).__name__}")
     if groups <= 0:
