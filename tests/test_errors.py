@@ -31,7 +31,7 @@ BAD_CALLS = {
     "stride-string": (lambda: convkit.conv2d(X, W, groups=2, stride="2"), TypeError, r"stride must be an int or a pair of ints, got '2'"),
     "padding-unknown-string": (lambda: convkit.conv2d(X, W, groups=2, padding="full"), ValueError, r"padding must be .*got 'full'"),
     "padding-mode-unknown": (lambda: convkit.conv2d(X, W, groups=2, padding_mode="mirror"), ValueError, r"padding_mode must be one of .*got 'mirror'"),
-    "kernel-larger-than-input": (lambda: convkit.conv2d(X, np.zeros((4, 6, 9, 3))), ValueError, r"kernel height 9 .* larger than the padded input height 8"),
+    "kernel-larger-than-input": (lambda: convkit.conv2d(X, np.zeros((4, 6, 9, 3))), ValueError, r"kernel height 9 is larger than the padded input height 8"),
     "dilated-kernel-too-large": (lambda: convkit.conv2d(X, np.zeros((4, 6, 3, 3)), dilation=(1, 4)), ValueError, r"kernel width 3 \(dilated to 9\) is larger than the padded input width 8"),
     "reflect-too-wide": (lambda: convkit.conv2d(X, W, groups=2, padding=8, padding_mode="reflect"), ValueError, r"padding_mode='reflect' needs padding < input height: padding \(8, 8\) with input height 8"),
     "circular-too-wide": (lambda: convkit.conv2d(X, W, groups=2, padding=((0, 0), (9, 0)), padding_mode="circular"), ValueError, r"padding_mode='circular' needs padding <= input width"),

@@ -105,8 +105,9 @@ class ConvSettings:
             lo, hi = pads[i]
             span = self.dilation[i] * (k - 1) + 1
             if n + lo + hi < span:
+                dilated = f" (dilated to {span})" if span != k else ""
                 raise ValueError(
-                    f"kernel {axis} {k} (dilated to {span}) is larger than the padded input "
+                    f"kernel {axis} {k}{dilated} is larger than the padded input "
                     f"{axis} {n} + {lo} + {hi} = {n + lo + hi}: the output would be empty")
             _check_pad_limit(self.padding_mode, axis, n, lo, hi)
         return spec
