@@ -6,6 +6,7 @@ from hypothesis import assume, given, strategies as st
 
 import convkit
 from convkit import kernels, spec
+from convkit.examples import seed000
 from convkit.kernels.reference import conv2d_reference
 from oracle import assert_close, torch_conv2d, torch_layer_conv2d
 
@@ -48,38 +49,18 @@ def test_named_cases_match_torch(name, dtype):
         assert_close(out[0], convkit.conv2d(x[0], w, bias, **settings), dtype)  # unbatched
 
 
-def seed000_arrays():
-    """The first window of sample 0 and the printed kernels of seed 000."""
-    window = np.array([[[141, 138, 143], [138, 139, 143], [135, 137, 138]],
-                       [[138, 135, 139], [135, 136, 139], [132, 134, 135]],
-                       [[109, 106, 113], [106, 107, 113], [111, 113, 116]]], dtype=np.float64)
-    x = np.full((2, 3, 4, 5), 100.0)
-    x[0, :, :3, :3] = window
-    w1 = np.array([[[-0.1146, -0.0763, -0.0392], [0.0143, 0.0109, 0.0747],
-                    [0.1792, 0.1717, 0.0782]],
-                   [[-0.0677, -0.0513, -0.0867], [-0.1899, -0.1886, -0.1195],
-                    [-0.1306, -0.0011, 0.0604]],
-                   [[-0.1809, -0.1719, 0.0385], [-0.1059, -0.1535, -0.1849],
-                    [0.1027, 0.0132, 0.0144]]])
-    w3 = np.array([[[0.2868, 0.1139, -0.0515], [-0.3059, 0.0081, -0.2814],
-                    [-0.1271, -0.2342, -0.1725]],
-                   [[0.1897, -0.3158, 0.2214], [0.0774, 0.1155, 0.1251],
-                    [0.2186, 0.0368, 0.2127]]])
-    return x, w1, w3
-
-
 def test_seed000_worked_values():
-    """The seed's printed sums: -132.636 (groups=1), -105.5849 and 123.3577 (groups=3).
-
-    The seed printed its weights to 4 decimals, so the sums agree to the seed's rounding.
-    """
-    x, w1, w3 = seed000_arrays()
-    weight1 = np.concatenate([w1[None], np.zeros((5, 3, 3, 3))])
-    assert convkit.conv2d(x, weight1)[0, 0, 0, 0] == pytest.approx(-132.636, abs=0.02)
-    weight3 = np.concatenate([w3[:, None], np.zeros((4, 1, 3, 3))])
-    out3 = convkit.conv2d(x, weight3, groups=3)
-    assert out3[0, 0, 0, 0] == pytest.approx(-105.5849, abs=0.02)
-    assert out3[0, 1, 0, 0] == pytest.approx(123.3577, abs=0.02)
+    """The seed's printed sums: -132.636 (groups=1), -105.5849 and 123.3577 (groups=3),
+    to the seed's printed precision, and the same numbers from torch."""
+    x, w = seed000(groups=1)
+    out = convkit.conv2d(x, w)
+    assert out[0, 0, 0, 0] == pytest.approx(-132.636, abs=5e-4)
+    assert_close(out, torch_conv2d(x, w))
+    x, w = seed000(groups=3)
+    out = convkit.conv2d(x, w, groups=3)
+    assert out[0, 0, 0, 0] == pytest.approx(-105.5849, abs=5e-5)
+    assert out[0, 1, 0, 0] == pytest.approx(123.3577, abs=5e-5)
+    assert_close(out, torch_conv2d(x, w, groups=3))
 
 
 PADDINGS = [0, 2, (1, 0), (0, 3), ((0, 2), (1, 0)), ((3, 1), (2, 2)), "valid", "same",
