@@ -1,7 +1,8 @@
 """convkit: 2-D convolution for NumPy, exactly as PyTorch computes it, and fast on the CPU."""
 from . import nn
+from .explain import explain
 from .functional import conv2d, per_sample_conv2d
 from .spec import PaddingMode
 
-__all__ = ["conv2d", "per_sample_conv2d", "PaddingMode"]
+__all__ = ["conv2d", "per_sample_conv2d", "explain", "nn", "PaddingMode"]
 __version__ = "0.1.0"

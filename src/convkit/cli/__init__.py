@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("shape",)
+COMMANDS = ("demo", "shape", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
