@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import padding as _padding
 from ..spec import ConvSpec
-from . import gemm, reference
+from . import direct, gemm, reference
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,12 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 
 
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
+#   direct      depthwise (any depth multiplier) and small groups (C_in/groups <= 4):
+#               memory-bound, so one pass over each input plane, borders read in place
 #   gemm        every configuration: im2col tiles (bounded memory) times the weight, BLAS
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
 KERNELS = (
+    Kernel("direct", direct.supports, direct.run, border_modes=True),
     Kernel("gemm", gemm.supports, gemm.run),
     Kernel("reference", lambda p: True, _reference_run, border_modes=True),
 )

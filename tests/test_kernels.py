@@ -1,0 +1,88 @@
+"""Every kernel against the reference on configurations that route to it; the table's routing."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from convkit import kernels, spec
+from convkit.kernels import direct
+from convkit.kernels.reference import conv2d_reference
+from oracle import assert_close, torch_conv2d
+
+MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
+
+# name: (N, C_in, H(=W), C_out, kernel, stride, pad, groups) -- the benchmark suite
+SUITE = {
+    "seed-g1": (2, 3, 4, 6, 3, 1, 0, 1), "seed-g3": (2, 3, 4, 6, 3, 1, 0, 3),
+    "resnet-stem": (8, 3, 224, 64, 7, 2, 3, 1), "resnet-3x3": (8, 64, 56, 64, 3, 1, 1, 1),
+    "resnet-1x1": (8, 256, 56, 64, 1, 1, 0, 1), "resnet-3x3-deep": (8, 256, 14, 256, 3, 1, 1, 1),
+    "resnext-g32": (8, 128, 56, 128, 3, 1, 1, 32),
+    "resnext-g32-deep": (8, 512, 14, 512, 3, 1, 1, 32),
+    "mbv2-dw3x3": (8, 144, 56, 144, 3, 1, 1, 144), "mbv2-dw3x3-s2": (8, 96, 112, 96, 3, 2, 1, 96),
+    "mbv2-pw": (8, 144, 56, 24, 1, 1, 0, 1), "effnet-dw5x5": (8, 240, 28, 240, 5, 1, 2, 240),
+    "shufflenet-g8-1x1": (8, 240, 28, 240, 1, 1, 0, 8),
+}
+
+
+def problem_of(x_shape, w_shape, dtype=np.float32, **settings):
+    parsed = spec.parse_settings(**settings).resolve(w_shape[2:], x_shape[2:])
+    return kernels.Problem.of(x_shape, w_shape, parsed, dtype)
+
+
+def suite_problem(name):
+    n, c_in, hw, c_out, k, s, p, g = SUITE[name]
+    return problem_of((n, c_in, hw, hw), (c_out, c_in // g, k, k), stride=s, padding=p, groups=g)
+
+
+def run_kernel(name, x, w, b, **settings):
+    problem = problem_of(x.shape, w.shape, x.dtype, **settings)
+    assert kernels.choose(problem).name == name
+    return kernels.run(x, w, b, problem)
+
+
+@pytest.mark.parametrize("case", SUITE)
+def test_suite_routes_as_the_table_says(case):
+    problem = suite_problem(case)
+    expected = "direct" if problem.group_in <= 4 else "gemm"
+    assert kernels.choose(problem).name == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", sorted(direct.SPECIALISED))
+def test_direct_specialised_geometries(geometry, dtype):
+    k, _, s, d, _ = geometry
+    rng = np.random.default_rng(k * 100 + s * 10 + d)
+    x = rng.standard_normal((2, 6, 17, 16)).astype(dtype)
+    w = rng.standard_normal((12, 1, k, k)).astype(dtype)  # depth multiplier 2
+    b = rng.standard_normal(12).astype(dtype)
+    settings = dict(stride=(1, s), padding=k // 2 * d, dilation=d, groups=6)
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+
+
+@given(cg=st.integers(1, 4), og=st.integers(1, 3), groups=st.integers(1, 4),
+       k=st.sampled_from([(3, 3), (5, 5), (1, 1), (2, 3), (3, 1)]), s=st.integers(1, 3),
+       d=st.integers(1, 2), pad=st.integers(0, 3), mode=st.sampled_from(MODES),
+       asym=st.booleans(), n=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_against_reference(cg, og, groups, k, s, d, pad, mode, asym, n, dtype):
+    rng = np.random.default_rng(cg + 7 * og + 31 * pad)
+    x = rng.standard_normal((n, cg * groups, 11, 12)).astype(dtype)
+    w = rng.standard_normal((og * groups, cg, *k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    padding = ((pad, max(pad - 1, 0)), (0, pad)) if asym else pad
+    settings = dict(stride=(s, 1 + s % 2), padding=padding, dilation=(d, 1), groups=groups,
+                    padding_mode=mode)
+    try:
+        resolved = spec.parse_settings(**settings).resolve(k, x.shape[2:])
+    except ValueError:
+        return  # reflect beyond its limit: covered by test_errors
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
+
+
+def test_direct_reads_read_only_inputs():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    x.flags.writeable = False
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    out = run_kernel("direct", x, w, None, padding=1, groups=4, padding_mode="circular")
+    assert_close(out, torch_conv2d(x, w, None, padding=1, groups=4, padding_mode="circular"))
