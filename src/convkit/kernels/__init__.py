@@ -77,13 +77,14 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 
 
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
-#   direct      depthwise (any depth multiplier) and small groups (C_in/groups <= 4):
+#   direct      grouped with C_in/groups <= 4: depthwise (any depth multiplier), ResNeXt:
 #               memory-bound, so one pass over each input plane, borders read in place
-#   gemm        every configuration: im2col tiles (bounded memory) times the weight, BLAS
+#   gemm        everything else: 1x1 as one product per sample and group; otherwise
+#               im2col tiles (bounded memory, read through the padding maps) times W, BLAS
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
 KERNELS = (
     Kernel("direct", direct.supports, direct.run, border_modes=True),
-    Kernel("gemm", gemm.supports, gemm.run),
+    Kernel("gemm", gemm.supports, gemm.run, border_modes=True),
     Kernel("reference", lambda p: True, _reference_run, border_modes=True),
 )
 

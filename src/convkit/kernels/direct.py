@@ -31,8 +31,10 @@ SPECIALISED = frozenset((k, k, s, d, d) for k in (3, 5, 7) for s in (1, 2) for d
 
 
 def supports(problem) -> bool:
-    """Depthwise (with any depth multiplier) or at most 4 input channels per group."""
-    return problem.group_in <= 4
+    """Grouped with at most 4 input channels per group: depthwise (any depth multiplier),
+    ResNeXt-style.  Dense convs with few input channels (an RGB stem) have too few
+    (sample, group) tasks to share out; they go to GEMM."""
+    return problem.spec.groups > 1 and problem.group_in <= 4
 
 
 def run(x, w, b, p):

@@ -1,14 +1,19 @@
-"""General kernel: im2col on tiles of the batch, one BLAS product per group.
+"""Convolution as matrix products (BLAS through NumPy).
 
-The column matrix of a tile is bounded (``TILE_BYTES``) so memory stays flat
-whatever the batch size.
+* 1x1 kernels: ``out[n, g] = W[g] (O, C) @ x[n, g] (C, H*W)`` -- one batched
+  product straight into the NCHW output, no copy of the input at stride 1.
+* everything else: im2col in the (C*kH*kW, H_out*W_out) layout, built by a Numba
+  kernel that reads through the padding index maps (so any padding mode, no
+  padded copy), then ``W[g] @ cols[g]`` written into the output.  The column
+  matrix is built for a tile of samples at a time, bounded by ``TILE_BYTES``,
+  so memory stays flat whatever the batch.
 """
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit, prange
 
-from .. import padding
+from ..padding import index_map
 
 TILE_BYTES = 32 << 20
 
@@ -19,25 +24,63 @@ def supports(problem) -> bool:
 
 def run(x, w, b, p):
     spec = p.spec
-    if spec.pads != ((0, 0), (0, 0)):
-        x = padding.pad(x, spec.pads, spec.padding_mode)
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    g, cg, og = spec.groups, p.group_in, p.group_out
-    windows = sliding_window_view(x, (dh * (p.kh - 1) + 1, dw * (p.kw - 1) + 1), axis=(2, 3))
-    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :p.out_h, :p.out_w]
+    g, og, cg = spec.groups, p.group_out, p.group_in
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
-    k = cg * p.kh * p.kw
-    per_sample = max(1, p.out_h * p.out_w * k * p.dtype.itemsize)
-    tile = max(1, TILE_BYTES // per_sample)
-    wmat = w.reshape(g, og, k)
-    for n0 in range(0, p.n, tile):
-        n1 = min(p.n, n0 + tile)
-        for gi in range(g):
-            cols = windows[n0:n1, gi * cg:(gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
-            cols = cols.reshape((n1 - n0) * p.out_h * p.out_w, k)
-            prod = cols @ wmat[gi].T  # (tile*Ho*Wo, og)
-            out[n0:n1, gi * og:(gi + 1) * og] = prod.reshape(
-                n1 - n0, p.out_h, p.out_w, og).transpose(0, 3, 1, 2)
+    wmat = w.reshape(g, og, cg * p.kh * p.kw)
+    if p.kh == p.kw == 1 and spec.pads == ((0, 0), (0, 0)):
+        (sh, sw) = spec.stride
+        xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw][:, :, :p.out_h, :p.out_w]
+        _products(wmat, xs.reshape(p.n, g, cg, -1), out.reshape(p.n, g, og, -1))
+    else:
+        _im2col_gemm(x, wmat, out, p)
     if b is not None:
         out += b[:, None, None]
     return out
+
+
+def _im2col_gemm(x, wmat, out, p):
+    spec = p.spec
+    (top, bottom), (left, right) = spec.pads
+    rows = index_map(p.h, top, bottom, spec.padding_mode)
+    cols = index_map(p.w, left, right, spec.padding_mode)
+    g, k = wmat.shape[0], wmat.shape[2]
+    pixels = p.out_h * p.out_w
+    tile = max(1, min(p.n, TILE_BYTES // max(1, p.c_in * p.kh * p.kw * pixels * p.dtype.itemsize)))
+    buf = np.empty((tile, p.c_in * p.kh * p.kw, pixels), dtype=p.dtype)
+    flat_out = out.reshape(p.n, g, -1, pixels)
+    for n0 in range(0, p.n, tile):
+        nt = min(tile, p.n - n0)
+        _im2col(x, n0, nt, rows, cols, p.kh, p.kw, spec.stride[0], spec.stride[1],
+                spec.dilation[0], spec.dilation[1], p.out_h, p.out_w, buf)
+        _products(wmat, buf[:nt].reshape(nt, g, k, pixels), flat_out[n0:n0 + nt])
+
+
+def _products(wmat, cols, out):
+    """out[n, g] = wmat[g] @ cols[n, g]: 2-D BLAS products (a broadcast batched matmul
+    with ``out=`` takes a slower path in NumPy)."""
+    for n in range(cols.shape[0]):
+        for g in range(wmat.shape[0]):
+            np.matmul(wmat[g], cols[n, g], out=out[n, g])
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x, n0, nt, rows, cols, kh, kw, sh, sw, dh, dw, out_h, out_w, buf):
+    """buf[t, (c, i, j), (oh, ow)] = padded x[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]."""
+    c_in = x.shape[1]
+    taps = kh * kw
+    for task in prange(nt * c_in * taps):
+        t = task // (c_in * taps)
+        k = task - t * c_in * taps
+        c = k // taps
+        i = (k - c * taps) // kw
+        j = k - c * taps - i * kw
+        for oh in range(out_h):
+            dst = buf[t, k, oh * out_w:(oh + 1) * out_w]
+            r = rows[oh * sh + i * dh]
+            if r < 0:
+                dst[:] = 0
+                continue
+            src = x[n0 + t, c, r]
+            for ow in range(out_w):
+                cc = cols[ow * sw + j * dw]
+                dst[ow] = src[cc] if cc >= 0 else 0
