@@ -1,0 +1,1 @@
+"""convkit's speed suite against PyTorch and ONNX Runtime.  Run ``python -m benchmarks``."""

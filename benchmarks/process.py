@@ -1,0 +1,85 @@
+"""Measurements that need a fresh process: cold start and peak memory of one call."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+# import + a first dense, grouped and depthwise call, timed inside a fresh interpreter
+COLD = r"""
+import time, json
+start = time.perf_counter()
+import numpy as np
+{imports}
+x = np.ones((2, 16, 32, 32), np.float32)
+calls = [((32, 16, 3, 3), 1), ((32, 4, 3, 3), 4), ((16, 1, 3, 3), 16)]
+for shape, groups in calls:
+    {call}
+print(json.dumps(time.perf_counter() - start))
+"""
+CONVKIT = dict(imports="import convkit",
+               call="convkit.conv2d(x, np.ones(shape, np.float32), padding=1, groups=groups)")
+TORCH = dict(imports="import torch; torch.set_num_threads(2)",
+             call="torch.nn.functional.conv2d(torch.from_numpy(x), "
+                  "torch.ones(shape), padding=1, groups=groups)")
+
+MEMORY = r"""
+import json, resource, numpy as np, convkit
+shape, wshape, settings = {shape}, {wshape}, {settings}
+small = (1, shape[1], 16, 16)
+convkit.conv2d(np.ones(small, np.float32), np.ones(wshape, np.float32), **settings)  # load kernels
+x = np.ones(shape, np.float32); w = np.ones(wshape, np.float32)
+x += 0; w += 0  # touch the pages
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = convkit.conv2d(x, w, **settings)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps([(after - before) * 1024, x.nbytes, out.nbytes]))
+"""
+
+
+def _run(code: str, env=None) -> object:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def coldstart() -> None:
+    _run(COLD.format(**CONVKIT))  # fills the compile cache
+    warm = min(_run(COLD.format(**CONVKIT)) for _ in range(3))
+    torch_time = min(_run(COLD.format(**TORCH)) for _ in range(3))
+    with tempfile.TemporaryDirectory() as cache:
+        cold = _run(COLD.format(**CONVKIT), env={"NUMBA_CACHE_DIR": cache})
+    print(f"import + first dense, grouped and depthwise call, fresh process:")
+    print(f"  convkit, compile cache warm  {warm:6.2f} s")
+    print(f"  torch                        {torch_time:6.2f} s   ratio {warm / torch_time:.2f} "
+          f"(target <= 1.0)")
+    print(f"  convkit, compile cache cold  {cold:6.2f} s   (first use on a machine)")
+
+
+MEMORY_CASES = [("resnet-stem N=16", (16, 3, 224, 224), (64, 3, 7, 7),
+                 dict(stride=2, padding=3)),
+                ("depthwise 16x144x112x112", (16, 144, 112, 112), (144, 1, 3, 3),
+                 dict(padding=1, groups=144))]
+
+
+def memory(cases) -> None:
+    rows = MEMORY_CASES + [(c.name, c.input_shape, c.weight_shape, c.settings)
+                           for c in cases if not c.tiny]
+    print(f"{'case':26s} {'extra MiB':>10s} {'limit MiB':>10s}  (input + output + 64 MiB)")
+    for name, shape, wshape, settings in rows:
+        code = MEMORY.format(shape=shape, wshape=wshape, settings=settings)
+        _run(code)  # compile cache
+        extra, inp, out = _run(code)
+        limit = inp + out + (64 << 20)
+        verdict = "ok" if extra <= limit else "OVER"
+        print(f"{name:26s} {extra / 2**20:10.1f} {limit / 2**20:10.1f}  {verdict}")
+
+
+def main(mode: str, cases) -> int:
+    if mode == "coldstart":
+        coldstart()
+    else:
+        memory(cases)
+    return 0

@@ -1,0 +1,255 @@
+"""Round-robin timing of convkit against torch and ONNX Runtime, with roofline fractions.
+
+    python -m benchmarks                       # forward suite, markdown + PNG in results/
+    python -m benchmarks --mode backward       # conv2d_backward against torch autograd
+    python -m benchmarks --mode coldstart      # import + first calls, fresh processes
+    python -m benchmarks --mode memory         # peak extra resident memory of one call
+    python -m benchmarks --cases dw3x3,stem --repeat 21 --dtype float64
+
+Each repeat runs the contenders back to back in a rotating order and the table
+reports medians; ratios from one run are what to read on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def measure_roofline(dtype) -> tuple[float, float]:
+    """(matrix-product FLOP/s, copy bytes/s) of this machine, now, in ``dtype``."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(dtype)
+    peak = max(2 * 2048 ** 3 / _best(lambda: a @ a, 3), 1.0)
+    src = np.ones(32 << 20, dtype=np.float64)  # 256 MiB
+    dst = np.empty_like(src)
+    bandwidth = 2 * src.nbytes / _best(lambda: np.copyto(dst, src), 3)  # read + write
+    return peak, bandwidth
+
+
+def _best(call, repeat: int) -> float:
+    call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def round_robin(contenders: dict, repeat: int, prepare: dict | None = None) -> dict:
+    """Median seconds of each contender, run back to back in a rotating order."""
+    names = list(contenders)
+    times = {name: [] for name in names}
+    for r in range(repeat + 1):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            if prepare and name in prepare:
+                prepare[name]()
+            start = time.perf_counter()
+            contenders[name]()
+            elapsed = time.perf_counter() - start
+            if r:  # the first round warms up
+                times[name].append(elapsed)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def check_close(name, actual, expected, tol):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    err = np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30)
+    if not err <= tol:
+        raise SystemExit(f"{name}: output differs from torch by {err:.2e} (> {tol:.0e}); "
+                         f"not timing a wrong answer")
+
+
+def forward_rows(cases, dtype, repeat, roofline):
+    import convkit
+    from . import peers
+
+    rows = []
+    for case in cases:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(case.input_shape).astype(dtype)
+        w = rng.standard_normal(case.weight_shape).astype(dtype)
+        b = rng.standard_normal(case.c_out).astype(dtype)
+        contenders = {
+            "convkit": lambda: convkit.conv2d(x, w, b, **case.settings),
+            "torch": peers.torch_conv(case, x, w, b),
+            "onnxruntime": peers.onnx_conv(case, x, w, b),
+        }
+        expected = contenders["torch"]().numpy()
+        tol = 2e-5 if dtype == np.float32 else 1e-10
+        for name in ("convkit", "onnxruntime"):
+            check_close(f"{case.name} {name}", contenders[name](), expected, tol)
+        rows.append(_row(case, round_robin(contenders, repeat), dtype, roofline))
+        print(_format_row(rows[-1]), flush=True)
+    return rows
+
+
+def backward_rows(cases, dtype, repeat, roofline):
+    import convkit
+    from . import peers
+
+    if not hasattr(convkit, "conv2d_backward"):
+        raise SystemExit("convkit.conv2d_backward is not available in this version")
+    rows = []
+    for case in cases:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(case.input_shape).astype(dtype)
+        w = rng.standard_normal(case.weight_shape).astype(dtype)
+        b = rng.standard_normal(case.c_out).astype(dtype)
+        g = rng.standard_normal(case.cost().output_shape).astype(dtype)
+        prepare, torch_call = peers.torch_backward(case, x, w, b, g)
+        contenders = {"convkit": lambda: convkit.conv2d_backward(g, x, w, **case.settings),
+                      "torch": torch_call}
+        prepare()
+        expected = [t.numpy() for t in torch_call()]
+        tol = 2e-5 if dtype == np.float32 else 1e-10
+        for part, got, want in zip(("grad_input", "grad_weight", "grad_bias"),
+                                   contenders["convkit"](), expected):
+            check_close(f"{case.name} {part}", got, want, tol)
+        times = round_robin(contenders, repeat, prepare={"torch": prepare})
+        rows.append(_row(case, times, dtype, roofline, flops_factor=2))
+        print(_format_row(rows[-1]), flush=True)
+    return rows
+
+
+def _row(case, times, dtype, roofline, flops_factor=1):
+    peak, bandwidth = roofline
+    peers = {k: v for k, v in times.items() if k != "convkit"}
+    best = times["torch"] if case.tiny else min(peers.values())
+    bound = max(flops_factor * case.flops() / peak,
+                case.min_bytes(np.dtype(dtype).itemsize) / bandwidth)
+    return dict(case=case, times=times, ratio=times["convkit"] / best,
+                roofline=bound / times["convkit"])
+
+
+def _format_row(row):
+    t = row["times"]
+    peers = "  ".join(f"{k} {v * 1e3:8.3f}" for k, v in t.items() if k != "convkit")
+    return (f"{row['case'].name:18s} convkit {t['convkit'] * 1e3:8.3f}  {peers}  "
+            f"ratio {row['ratio']:5.2f}  roofline {row['roofline']:6.1%}")
+
+
+def summary_lines(rows, depthwise_target, grouped_target=None):
+    large = [r for r in rows if not r["case"].tiny]
+    lines = []
+    if large:
+        geo = math.exp(sum(math.log(r["ratio"]) for r in large) / len(large))
+        worst = max(large, key=lambda r: r["ratio"])
+        lines.append(f"geometric mean ratio of {len(large)} large cases: {geo:.2f} "
+                     f"(target <= 1.0); worst {worst['case'].name} {worst['ratio']:.2f} "
+                     f"(target <= 1.5)")
+    for r in rows:
+        kind = r["case"].kind
+        target = depthwise_target if kind == "depthwise" else (
+            grouped_target if kind == "grouped" else None)
+        if target is not None and not r["case"].tiny:
+            verdict = "met" if r["ratio"] <= target else "NOT met"
+            lines.append(f"{r['case'].name}: ratio {r['ratio']:.2f}, target <= {target} {verdict}")
+    tiny = [r for r in rows if r["case"].tiny]
+    for r in tiny:
+        verdict = "met" if r["ratio"] <= 1.0 else "NOT met"
+        lines.append(f"{r['case'].name} (vs torch's functional call): {r['ratio']:.2f}, "
+                     f"target <= 1.0 {verdict}")
+    return lines
+
+
+def write_report(mode, rows, header, summary):
+    RESULTS.mkdir(exist_ok=True)
+    peers = [k for k in rows[0]["times"] if k != "convkit"]
+    lines = [f"# convkit {mode} benchmark", "", *header, "",
+             "| case | convkit ms | " + " | ".join(f"{p} ms" for p in peers)
+             + " | ratio | roofline |", "|---" * (len(peers) + 4) + "|"]
+    for r in rows:
+        t = r["times"]
+        lines.append(f"| {r['case'].name} | {t['convkit'] * 1e3:.3f} | "
+                     + " | ".join(f"{t[p] * 1e3:.3f}" for p in peers)
+                     + f" | {r['ratio']:.2f} | {r['roofline']:.1%} |")
+    lines += ["", *(f"- {s}" for s in summary), ""]
+    (RESULTS / f"{mode}.md").write_text("\n".join(lines))
+    _chart(mode, rows, peers)
+
+
+def _chart(mode, rows, peers):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["case"].name for r in rows]
+    contenders = ["convkit", *peers]
+    fig, ax = plt.subplots(figsize=(12, 4.8))
+    width = 0.8 / len(contenders)
+    for k, who in enumerate(contenders):
+        rel = [r["times"][who] / min(r["times"][p] for p in peers) for r in rows]
+        ax.bar(np.arange(len(rows)) + (k - (len(contenders) - 1) / 2) * width, rel, width,
+               label=who)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("time / best peer's time (lower is faster)")
+    ax.set_xticks(np.arange(len(rows)), names, rotation=30, ha="right")
+    ax.set_title(f"convkit {mode}, float32, 2 threads")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{mode}.png", dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("forward", "backward", "coldstart", "memory"),
+                        default="forward")
+    parser.add_argument("--cases", default="", help="comma-separated substrings of case names")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="5 repeats")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from .suite import SUITE
+
+    wanted = [s for s in args.cases.split(",") if s]
+    cases = [c for c in SUITE if not wanted or any(s in c.name for s in wanted)]
+    if args.mode in ("coldstart", "memory"):
+        from . import process
+        return process.main(args.mode, cases)
+    import torch
+
+    torch.set_num_threads(2)
+    dtype = np.dtype(args.dtype).type
+    repeat = 5 if args.quick else args.repeat
+    roofline = measure_roofline(dtype)
+    header = [f"machine: {os.cpu_count()} cores; measured now: matrix product "
+              f"{roofline[0] / 1e9:.0f} GFLOP/s ({args.dtype}), copy {roofline[1] / 1e9:.1f} GB/s "
+              f"(bytes read + written); {args.dtype}, NCHW, median of {repeat} round-robin "
+              f"repeats; torch {torch.__version__} (2 threads), ONNX Runtime (2 intra-op "
+              f"threads); ratio = convkit / best peer (seed cases: / torch's functional call); "
+              f"roofline = max(FLOPs / matmul peak, (input + weight + output bytes) / copy "
+              f"bandwidth) / convkit's time"]
+    print(header[0], flush=True)
+    if args.mode == "forward":
+        rows = forward_rows(cases, dtype, repeat, roofline)
+        summary = summary_lines(rows, depthwise_target=0.7)
+    else:
+        rows = backward_rows([c for c in cases if not c.tiny], dtype, repeat, roofline)
+        summary = summary_lines(rows, depthwise_target=0.8, grouped_target=0.8)
+    print("\n".join(summary))
+    write_report(args.mode, rows, header, summary)
+    print(f"wrote {RESULTS / (args.mode + '.md')} and .png")
+    return 0
+
+
+if __name__ == "__main__":  # python benchmarks/run.py: run as the package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import runpy
+    runpy.run_module("benchmarks", run_name="__main__")
