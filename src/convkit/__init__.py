@@ -2,7 +2,8 @@
 from . import nn
 from .explain import explain
 from .functional import conv2d, per_sample_conv2d
+from .summary import Summary, summary
 from .spec import PaddingMode
 
-__all__ = ["conv2d", "per_sample_conv2d", "explain", "nn", "PaddingMode"]
+__all__ = ["conv2d", "per_sample_conv2d", "explain", "summary", "Summary", "nn", "PaddingMode"]
 __version__ = "0.1.0"

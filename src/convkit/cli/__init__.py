@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "shape", "explain")
+COMMANDS = ("demo", "shape", "cost", "explain", "summary", "draw")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,3 +106,13 @@ class Module:
     def macs(self, input_shape: Tuple[int, ...]) -> int:
         """Multiply-accumulates of ``self(x)`` itself (children not included)."""
         return 0
+
+    def save(self, path) -> None:
+        """Write the parameters to ``path`` (``.safetensors`` or ``.npz``), torch's key names."""
+        from .. import weights
+        weights.save(self, path)
+
+    def load(self, path, strict: bool = True) -> None:
+        """Load parameters from ``path``; a bad file raises and changes nothing."""
+        from .. import weights
+        weights.load(self, path, strict=strict)
