@@ -77,3 +77,23 @@ def torch_layer_conv2d(x, w, b=None, **settings):
         if b is not None:
             layer.bias.copy_(torch.tensor(np.asarray(b, dtype=np.float64)))
         return layer(torch.tensor(np.ascontiguousarray(x, dtype=np.float64))).numpy()
+
+
+def torch_conv2d_grads(grad_output, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                       padding_mode="zeros"):
+    """torch autograd's (grad_input, grad_weight, grad_bias) for convkit's semantics, float64."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(np.asarray(w, dtype=np.float64), requires_grad=True)
+    bt = torch.zeros(wt.shape[0], dtype=torch.float64, requires_grad=True)
+    (t, bo), (l, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
+    if padding_mode == "symmetric":  # numpy's mode, written as index gathers torch can differentiate
+        rows = np.pad(np.arange(x.shape[-2]), (t, bo), mode="symmetric")
+        cols = np.pad(np.arange(x.shape[-1]), (l, r), mode="symmetric")
+        padded = xt[..., rows, :][..., cols]
+    else:
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        padded = F.pad(xt, (l, r, t, bo), mode=mode)
+    out = F.conv2d(padded, wt, bt, _pair(stride), 0, _pair(dilation), groups)
+    out.backward(torch.tensor(np.ascontiguousarray(grad_output, dtype=np.float64)))
+    return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()

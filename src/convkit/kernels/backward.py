@@ -1,0 +1,138 @@
+"""Kernels for the gradients of a convolution.  They take the forward problem's shapes.
+
+``input_gradient``  d(out)/d(input) applied to grad_output -- a transposed convolution.
+    Dense: per sample, ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba
+    col2im scatter-adds each column into the input *through the padding index maps*,
+    so the fold back from padded to real coordinates (dropping zero padding, adding a
+    reflected or wrapped border onto the pixel it copies) is fused, and a stride needs no
+    zero-stuffed input.  Small groups: a direct Numba scatter per (sample, group).
+``weight_gradient`` correlation of the input with grad_output.
+    Dense: the forward im2col (read through the padding maps) and
+    ``grad_out[g] @ cols[g]^T``.  Small groups: a direct Numba reduction per output channel.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..padding import index_map
+from . import gemm
+
+
+def _maps(p):
+    (top, bottom), (left, right) = p.spec.pads
+    return (index_map(p.h, top, bottom, p.spec.padding_mode),
+            index_map(p.w, left, right, p.spec.padding_mode))
+
+
+def _direct(p) -> bool:
+    return p.spec.groups > 1 and p.group_in <= 4
+
+
+def input_gradient(grad_out, w, p):
+    """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
+    rows, cols = _maps(p)
+    (sh, sw), (dh, dw) = p.spec.stride, p.spec.dilation
+    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    if _direct(p):
+        _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, p.spec.groups)
+        return grad
+    g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
+    wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
+    pixels = p.out_h * p.out_w
+    go = grad_out.reshape(p.n, g, og, pixels)
+    buf = np.empty((g, k, pixels), dtype=p.dtype)
+    for n in range(p.n):
+        for gi in range(g):
+            np.matmul(wt[gi], go[n, gi], out=buf[gi])
+        _col2im(buf.reshape(p.c_in * p.kh * p.kw, pixels), grad[n], rows, cols, p.kh, p.kw,
+                sh, sw, dh, dw, p.out_h, p.out_w)
+    return grad
+
+
+def weight_gradient(grad_out, x, p):
+    """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
+    rows, cols = _maps(p)
+    (sh, sw), (dh, dw) = p.spec.stride, p.spec.dilation
+    grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
+    if _direct(p):
+        _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, p.spec.groups)
+        return grad
+    g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
+    pixels = p.out_h * p.out_w
+    go = grad_out.reshape(p.n, g, og, pixels)
+    flat = grad.reshape(g, og, k)
+    buf = np.empty((1, p.c_in * p.kh * p.kw, pixels), dtype=p.dtype)
+    for n in range(p.n):
+        gemm._im2col(x, n, 1, rows, cols, p.kh, p.kw, sh, sw, dh, dw, p.out_h, p.out_w, buf)
+        per_group = buf[0].reshape(g, k, pixels)
+        for gi in range(g):
+            flat[gi] += go[n, gi] @ per_group[gi].T
+    return grad
+
+
+@njit(parallel=True, cache=True)
+def _col2im(buf, grad, rows, cols, kh, kw, sh, sw, dh, dw, out_h, out_w):
+    """grad[c, rows[oh*sh + i*dh], cols[ow*sw + j*dw]] += buf[(c, i, j), (oh, ow)]."""
+    c_in = grad.shape[0]
+    taps = kh * kw
+    for c in prange(c_in):  # each task owns one input channel: no write conflicts
+        for i in range(kh):
+            for j in range(kw):
+                src = buf[c * taps + i * kw + j]
+                for oh in range(out_h):
+                    r = rows[oh * sh + i * dh]
+                    if r < 0:
+                        continue
+                    for ow in range(out_w):
+                        q = cols[ow * sw + j * dw]
+                        if q >= 0:
+                            grad[c, r, q] += src[oh * out_w + ow]
+
+
+@njit(parallel=True, cache=True)
+def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
+    """Scatter per (sample, group): every output gradient times every tap of its kernels."""
+    n, c_out, out_h, out_w = grad_out.shape
+    cg, kh, kw = w.shape[1:]
+    og = c_out // groups
+    for task in prange(n * groups):
+        ni, g = task // groups, task % groups
+        for co in range(g * og, (g + 1) * og):
+            for ci in range(cg):
+                c = g * cg + ci
+                for i in range(kh):
+                    for oh in range(out_h):
+                        r = rows[oh * sh + i * dh]
+                        if r < 0:
+                            continue
+                        for j in range(kw):
+                            weight = w[co, ci, i, j]
+                            for ow in range(out_w):
+                                q = cols[ow * sw + j * dw]
+                                if q >= 0:
+                                    grad[ni, c, r, q] += weight * grad_out[ni, co, oh, ow]
+
+
+@njit(parallel=True, cache=True)
+def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
+    """Reduction per output channel over batch and space, through the padding maps."""
+    n, c_out, out_h, out_w = grad_out.shape
+    cg, kh, kw = grad.shape[1:]
+    og = c_out // groups
+    for co in prange(c_out):
+        c0 = (co // og) * cg
+        for ci in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    s = 0.0
+                    for ni in range(n):
+                        for oh in range(out_h):
+                            r = rows[oh * sh + i * dh]
+                            if r < 0:
+                                continue
+                            for ow in range(out_w):
+                                q = cols[ow * sw + j * dw]
+                                if q >= 0:
+                                    s += grad_out[ni, co, oh, ow] * x[ni, c0 + ci, r, q]
+                    grad[co, ci, i, j] = s

@@ -1,0 +1,128 @@
+"""conv2d_backward, per_sample_conv2d_backward and conv_transpose2d against torch autograd."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+
+import convkit
+from oracle import assert_close, torch_conv2d_grads
+from test_conv2d import build, configs
+
+rng = np.random.default_rng(11)
+
+
+@given(configs())
+def test_conv2d_backward_matches_torch_autograd(cfg):
+    x, w, b, settings = build(cfg)
+    out = convkit.conv2d(x, w, b, **settings)
+    go = rng.standard_normal(out.shape).astype(cfg["dtype"])
+    grads = convkit.conv2d_backward(go, x, w, **settings)
+    expected = torch_conv2d_grads(go, x, w, **settings)
+    tol = 1e-9 if cfg["dtype"] == np.float64 else 2e-5
+    for got, want in zip(grads, expected):
+        assert got.dtype == cfg["dtype"]
+        assert_close(got, want, tol=tol)
+
+
+def test_finite_differences():
+    """<grad, direction> equals the directional derivative of sum(out * grad_output)."""
+    x, w = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3))
+    settings = dict(stride=2, padding=((1, 0), (2, 1)), groups=2, padding_mode="reflect")
+    go = rng.standard_normal(convkit.conv2d(x, w, **settings).shape)
+    gi, gw, _ = convkit.conv2d_backward(go, x, w, **settings)
+    dx, dw = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+    eps = 1e-6
+    f = lambda x_, w_: np.sum(convkit.conv2d(x_, w_, **settings) * go)  # noqa: E731
+    assert (f(x + eps * dx, w) - f(x - eps * dx, w)) / (2 * eps) == pytest.approx(
+        np.sum(gi * dx), rel=1e-7)
+    assert (f(x, w + eps * dw) - f(x, w - eps * dw)) / (2 * eps) == pytest.approx(
+        np.sum(gw * dw), rel=1e-7)
+
+
+@pytest.mark.parametrize("shape,kernel,settings", [
+    ((3, 8, 12, 12), (8, 1, 3, 3), dict(padding=1, groups=8)),
+    ((3, 8, 13, 12), (16, 4, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((3, 64, 10, 10), (32, 64, 1, 1), {}),
+    ((2, 3, 20, 20), (8, 3, 7, 7), dict(stride=2, padding=3)),
+])
+def test_suite_like_shapes_float32(shape, kernel, settings):
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(kernel).astype(np.float32)
+    go = rng.standard_normal(convkit.conv2d(x, w, **settings).shape).astype(np.float32)
+    for got, want in zip(convkit.conv2d_backward(go, x, w, **settings),
+                         torch_conv2d_grads(go, x, w, **settings)):
+        assert_close(got, want, np.float32)
+
+
+def test_per_sample_backward_equals_a_loop():
+    x = rng.standard_normal((3, 4, 8, 7))
+    w = rng.standard_normal((3, 6, 2, 3, 3))
+    settings = dict(padding=1, groups=2, stride=(2, 1))
+    go = rng.standard_normal(convkit.per_sample_conv2d(x, w, **settings).shape)
+    gi, gw, gb = convkit.per_sample_conv2d_backward(go, x, w, **settings)
+    for i in range(3):
+        want = torch_conv2d_grads(go[i], x[i], w[i], **settings)
+        for got, expected in zip((gi[i], gw[i], gb[i]), want):
+            assert_close(got, expected, tol=1e-9)
+
+
+TRANSPOSED = [
+    dict(stride=2, padding=1, output_padding=1),
+    dict(stride=3, dilation=2, output_padding=2),  # output_padding >= stride, < dilation
+    dict(stride=(2, 1), padding=(1, 0), groups=2),
+    dict(dilation=(1, 3), padding=(0, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("settings", TRANSPOSED, ids=str)
+def test_conv_transpose2d_matches_torch(settings, dtype):
+    groups = settings.get("groups", 1)
+    x = rng.standard_normal((2, 4, 5, 6)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    b = rng.standard_normal(3 * groups).astype(dtype)
+    expected = F.conv_transpose2d(*(torch.tensor(a.astype(np.float64)) for a in (x, w, b)),
+                                  **settings).numpy()
+    out = convkit.conv_transpose2d(x, w, b, **settings)
+    assert out.dtype == dtype
+    assert_close(out, expected, dtype)
+    assert_close(convkit.conv_transpose2d(x[0], w, b, **settings), expected[0], dtype)
+
+
+def test_conv_transpose2d_output_size_as_torchs_layer():
+    x, w = rng.standard_normal((1, 4, 5, 5)), rng.standard_normal((4, 2, 3, 3))
+    layer = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, bias=False,
+                                     dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(w))
+        expected = layer(torch.tensor(x), output_size=[10, 10]).numpy()
+    out = convkit.conv_transpose2d(x, w, stride=2, padding=1, output_size=(1, 2, 10, 10))
+    assert out.shape == (1, 2, 10, 10)
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: convkit.conv_transpose2d(np.ones((1, 4, 5, 5)), np.ones((4, 2, 3, 3)), stride=2,
+                                      output_padding=2), ValueError,
+     r"output_padding must be smaller than stride or dilation: output_padding=2"),
+    (lambda: convkit.conv_transpose2d(np.ones((1, 4, 5, 5)), np.ones((3, 2, 3, 3))), ValueError,
+     r"weight.shape\[0\] must equal input channels"),
+    (lambda: convkit.conv_transpose2d(np.ones((1, 4, 5, 5)), np.ones((4, 2, 3, 3)), stride=2,
+                                      output_size=(13, 13)), ValueError,
+     r"output_size must be \(H_out, W_out\) with each between \[11, 11\] and \[12, 12\]"),
+    (lambda: convkit.conv_transpose2d(np.ones((1, 4, 5, 5)), np.ones((4, 2, 3, 3)),
+                                      padding="same"), ValueError,
+     r"conv_transpose2d takes padding as an int or a pair, got 'same'"),
+    (lambda: convkit.conv_transpose2d(np.ones((1, 4, 5, 5)), np.ones((4, 2, 3, 3)), groups=3),
+     ValueError, r"groups=3 must divide input channels=4"),
+    (lambda: convkit.conv2d_backward(np.ones((1, 4, 4, 4)), np.ones((1, 3, 5, 5)),
+                                     np.ones((4, 3, 3, 3))), ValueError,
+     r"grad_output must have the forward output's shape \(1, 4, 3, 3\), got shape \(1, 4, 4, 4\)"),
+    (lambda: convkit.conv2d_backward(np.ones((1, 4, 3, 3), int), np.ones((1, 3, 5, 5)),
+                                     np.ones((4, 3, 3, 3))), TypeError,
+     r"grad_output must have a float16, float32 or float64 dtype, got dtype int64"),
+])
+def test_errors_name_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
