@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "shape", "cost", "explain", "summary", "draw")
+COMMANDS = ("demo", "shape", "cost", "explain", "summary", "draw", "train-digits")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,11 @@ class Sequential(Module):
             x = layer(x)
         return x
 
+    def backward(self, grad_output):
+        for layer in reversed(self._modules.values()):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
     def output_shape(self, input_shape):
         for name, layer in self._modules.items():
             input_shape = layer.output_shape(input_shape)

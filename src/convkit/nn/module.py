@@ -3,6 +3,12 @@
 Every layer also states its shape rule, ``output_shape(input_shape)``, and its
 cost, ``macs(input_shape)``, as pure integer functions: the summary uses them
 without running anything.
+
+Training: ``forward`` keeps a reference to its input (never a copy, never
+written); ``backward(grad_output)`` returns the gradient with respect to that
+input and *adds* each parameter's gradient into ``module.grads[name]`` (as torch
+accumulates ``.grad``), until ``zero_grad()`` clears them.  ``named_gradients()``
+pairs every parameter with its gradient for an optimiser.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "grads", {})
 
     def __setattr__(self, name, value):
         if isinstance(value, Module):
@@ -54,6 +61,26 @@ class Module:
 
     def parameters(self) -> Iterator[np.ndarray]:
         return (value for _, value in self.named_parameters())
+
+    def backward(self, grad_output):  # pragma: no cover - every trainable layer defines it
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def _accumulate(self, name: str, grad: np.ndarray) -> None:
+        grad = grad.astype(self._parameters[name].dtype, copy=False)
+        self.grads[name] = grad if name not in self.grads else self.grads[name] + grad
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradients of this layer and all its children."""
+        for _, module in self.named_modules():
+            module.grads.clear()
+
+    def named_gradients(self) -> Iterator[Tuple[str, np.ndarray, Optional[np.ndarray]]]:
+        """``(name, parameter, gradient or None)`` for every parameter, torch's key names."""
+        for module_name, module in self.named_modules():
+            for name, value in module._parameters.items():
+                if value is not None:
+                    key = f"{module_name}.{name}" if module_name else name
+                    yield key, value, module.grads.get(name)
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Parameters by torch's key names, as copies."""
