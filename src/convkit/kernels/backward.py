@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ..padding import index_map
 from . import gemm
+from .direct import _pad_planes
 
 
 def _maps(p):
@@ -90,49 +91,69 @@ def _col2im(buf, grad, rows, cols, kh, kw, sh, sw, dh, dw, out_h, out_w):
                             grad[c, r, q] += src[oh * out_w + ow]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True)
 def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
-    """Scatter per (sample, group): every output gradient times every tap of its kernels."""
+    """Per (sample, group): scatter every output gradient times every tap into a padded
+    scratch plane (branch-free, unsigned indices: it vectorises), then fold the scratch
+    onto the input through the padding maps once."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = w.shape[1:]
     og = c_out // groups
+    usw = uint64(sw)
     for task in prange(n * groups):
         ni, g = task // groups, task % groups
+        scratch = np.zeros((cg, rows.size, cols.size), dtype=grad.dtype)
         for co in range(g * og, (g + 1) * og):
             for ci in range(cg):
-                c = g * cg + ci
                 for i in range(kh):
                     for oh in range(out_h):
-                        r = rows[oh * sh + i * dh]
-                        if r < 0:
-                            continue
+                        src = grad_out[ni, co, oh]
+                        row = scratch[ci, oh * sh + i * dh]
                         for j in range(kw):
-                            weight = w[co, ci, i, j]
-                            for ow in range(out_w):
-                                q = cols[ow * sw + j * dw]
-                                if q >= 0:
-                                    grad[ni, c, r, q] += weight * grad_out[ni, co, oh, ow]
+                            weight, tap = w[co, ci, i, j], row[j * dw:]
+                            for t in range(out_w):
+                                tap[uint64(t) * usw] += weight * src[t]
+        for ci in range(cg):
+            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols)
 
 
-@njit(parallel=True, cache=True)
+@njit(inline="always")
+def _fold(padded, grad, rows, cols):
+    """grad[rows[r], cols[c]] += padded[r, c] wherever both maps point inside."""
+    for r in range(rows.size):
+        if rows[r] < 0:
+            continue
+        target = grad[rows[r]]
+        for c in range(cols.size):
+            if cols[c] >= 0:
+                target[cols[c]] += padded[r, c]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
 def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
-    """Reduction per output channel over batch and space, through the padding maps."""
+    """Per output channel: the correlation of its padded input planes (built once per
+    sample in a scratch buffer) with its output gradient, summed over batch and space."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
+    usw = uint64(sw)
     for co in prange(c_out):
         c0 = (co // og) * cg
+        acc = np.zeros((cg, kh, kw))
+        for ni in range(n):
+            padded = _pad_planes(x, ni, c0, cg, rows, cols)
+            for ci in range(cg):
+                for i in range(kh):
+                    for oh in range(out_h):
+                        src = grad_out[ni, co, oh]
+                        row = padded[ci, oh * sh + i * dh]
+                        for j in range(kw):
+                            tap = row[j * dw:]
+                            s = 0.0
+                            for t in range(out_w):
+                                s += src[t] * tap[uint64(t) * usw]
+                            acc[ci, i, j] += s
         for ci in range(cg):
             for i in range(kh):
                 for j in range(kw):
-                    s = 0.0
-                    for ni in range(n):
-                        for oh in range(out_h):
-                            r = rows[oh * sh + i * dh]
-                            if r < 0:
-                                continue
-                            for ow in range(out_w):
-                                q = cols[ow * sw + j * dw]
-                                if q >= 0:
-                                    s += grad_out[ni, co, oh, ow] * x[ni, c0 + ci, r, q]
-                    grad[co, ci, i, j] = s
+                    grad[co, ci, i, j] = acc[ci, i, j]
