@@ -94,15 +94,18 @@ def _col2im(buf, grad, rows, cols, kh, kw, sh, sw, dh, dw, out_h, out_w):
 @njit(parallel=True, fastmath=True, cache=True)
 def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
     """Per (sample, group): scatter every output gradient times every tap into a padded
-    scratch plane (branch-free, unsigned indices: it vectorises), then fold the scratch
-    onto the input through the padding maps once."""
+    scratch plane, then fold it onto the input through the padding maps once.
+
+    The scratch stores padded column ``c`` at ``[c % stride, c // stride]``: a tap's
+    columns ``t * stride + j * dilation`` are then contiguous in ``t``, so the scatter
+    vectorises at any stride (unsigned indices: no wraparound checks)."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = w.shape[1:]
     og = c_out // groups
-    usw = uint64(sw)
+    phase_width = (cols.size + sw - 1) // sw
     for task in prange(n * groups):
         ni, g = task // groups, task % groups
-        scratch = np.zeros((cg, rows.size, cols.size), dtype=grad.dtype)
+        scratch = np.zeros((cg, rows.size, sw, phase_width), dtype=grad.dtype)
         for co in range(g * og, (g + 1) * og):
             for ci in range(cg):
                 for i in range(kh):
@@ -110,23 +113,29 @@ def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
                         src = grad_out[ni, co, oh]
                         row = scratch[ci, oh * sh + i * dh]
                         for j in range(kw):
-                            weight, tap = w[co, ci, i, j], row[j * dw:]
+                            weight = w[co, ci, i, j]
+                            tap = row[(j * dw) % sw, (j * dw) // sw:]
                             for t in range(out_w):
-                                tap[uint64(t) * usw] += weight * src[t]
+                                tap[uint64(t)] += weight * src[t]
         for ci in range(cg):
-            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols)
+            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw)
 
 
 @njit(inline="always")
-def _fold(padded, grad, rows, cols):
-    """grad[rows[r], cols[c]] += padded[r, c] wherever both maps point inside."""
+def _fold(scratch, grad, rows, cols, sw):
+    """grad[rows[r], cols[c]] += padded[r, c] where both maps point inside the input;
+    ``padded[r, c]`` lives at ``scratch[r, c % sw, c // sw]``."""
     for r in range(rows.size):
         if rows[r] < 0:
             continue
-        target = grad[rows[r]]
+        target, source = grad[rows[r]], scratch[r]
+        phase = q = 0  # c = q * sw + phase, stepped without a division
         for c in range(cols.size):
             if cols[c] >= 0:
-                target[cols[c]] += padded[r, c]
+                target[cols[c]] += source[phase, q]
+            phase += 1
+            if phase == sw:
+                phase, q = 0, q + 1
 
 
 @njit(parallel=True, fastmath=True, cache=True)
