@@ -115,3 +115,37 @@ def test_output_shape_is_pure_and_checks_channels():
     assert layer.macs((2, 3, 4, 5)) == 2 * 6 * 2 * 3 * 1 * 9
     with pytest.raises(ValueError, match="expects 3 input channels, got input shape"):
         layer.output_shape((2, 4, 4, 5))
+
+
+TRANSPOSED_SETTINGS = [
+    dict(in_channels=4, out_channels=6, kernel_size=3),
+    dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1,
+         groups=2, bias=False),
+    dict(in_channels=2, out_channels=3, kernel_size=(3, 2), stride=(1, 2), dilation=(2, 1)),
+]
+
+
+@pytest.mark.parametrize("settings", TRANSPOSED_SETTINGS, ids=str)
+def test_conv_transpose2d_layer_matches_torch(settings):
+    torch.manual_seed(0)
+    reference = torch.nn.ConvTranspose2d(**settings, dtype=torch.float64)
+    layer = nn.ConvTranspose2d.from_torch(reference)
+    assert repr(layer) == repr(reference)
+    assert repr(nn.ConvTranspose2d(**settings)) == repr(torch.nn.ConvTranspose2d(**settings))
+    assert list(layer.state_dict()) == list(reference.state_dict())
+    x = np.random.default_rng(1).standard_normal((2, settings["in_channels"], 5, 6))
+    with torch.no_grad():
+        expected = reference(torch.tensor(x)).numpy()
+    assert_close(layer(x), expected)
+    assert layer.output_shape(x.shape) == expected.shape
+
+
+def test_conv_transpose2d_layer_output_size_and_init():
+    layer = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, rng=0)
+    assert layer(np.zeros((1, 4, 5, 5), np.float32), output_size=(10, 10)).shape == (1, 2, 10, 10)
+    bound = 1 / np.sqrt(2 * 9)  # torch's fan_in for a transposed weight: out/groups * kH * kW
+    assert np.abs(layer.weight).max() <= bound and np.abs(layer.weight).max() > 0.9 * bound
+    with pytest.raises(ValueError, match="supports padding_mode='zeros' only"):
+        nn.ConvTranspose2d(4, 2, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="output_padding must be smaller than stride or dilation"):
+        nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=2)
