@@ -38,7 +38,6 @@ def torch_backward(case, x, w, b, grad_out):
 
 
 def onnx_conv(case, x, w, b):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

@@ -51,7 +51,7 @@ def coldstart() -> None:
     torch_time = min(_run(COLD.format(**TORCH)) for _ in range(3))
     with tempfile.TemporaryDirectory() as cache:
         cold = _run(COLD.format(**CONVKIT), env={"NUMBA_CACHE_DIR": cache})
-    print(f"import + first dense, grouped and depthwise call, fresh process:")
+    print("import + first dense, grouped and depthwise call, fresh process:")
     print(f"  convkit, compile cache warm  {warm:6.2f} s")
     print(f"  torch                        {torch_time:6.2f} s   ratio {warm / torch_time:.2f} "
           f"(target <= 1.0)")

@@ -69,16 +69,23 @@ def check_close(name, actual, expected, tol):
                          f"not timing a wrong answer")
 
 
+def case_arrays(case, dtype, grad_output=False):
+    """Input, weight and bias of a case (and an output gradient), from a fixed seed."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(case.input_shape), rng.standard_normal(case.weight_shape),
+              rng.standard_normal(case.c_out)]
+    if grad_output:
+        arrays.append(rng.standard_normal(case.cost().output_shape))
+    return [a.astype(dtype) for a in arrays]
+
+
 def forward_rows(cases, dtype, repeat, roofline):
     import convkit
     from . import peers
 
     rows = []
     for case in cases:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(case.input_shape).astype(dtype)
-        w = rng.standard_normal(case.weight_shape).astype(dtype)
-        b = rng.standard_normal(case.c_out).astype(dtype)
+        x, w, b = case_arrays(case, dtype)
         contenders = {
             "convkit": lambda: convkit.conv2d(x, w, b, **case.settings),
             "torch": peers.torch_conv(case, x, w, b),
@@ -101,11 +108,7 @@ def backward_rows(cases, dtype, repeat, roofline):
         raise SystemExit("convkit.conv2d_backward is not available in this version")
     rows = []
     for case in cases:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(case.input_shape).astype(dtype)
-        w = rng.standard_normal(case.weight_shape).astype(dtype)
-        b = rng.standard_normal(case.c_out).astype(dtype)
-        g = rng.standard_normal(case.cost().output_shape).astype(dtype)
+        x, w, b, g = case_arrays(case, dtype, grad_output=True)
         prepare, torch_call = peers.torch_backward(case, x, w, b, g)
         contenders = {"convkit": lambda: convkit.conv2d_backward(g, x, w, **case.settings),
                       "torch": torch_call}

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import padding as _padding
 from .functional import _tidy_arrays
-from .spec import PaddingMode, parse_settings
+from .spec import parse_settings
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,8 @@ def _conv2d(input, weight, bias, settings: ConvSettings) -> np.ndarray:
 
 def _tidy_arrays(input, weight, bias, groups):
     """Check shapes and dtypes; return contiguous arrays in the compute dtype."""
-    x = as_float_array(input, "input")
-    w = as_float_array(weight, "weight")
-    b = None if bias is None else as_float_array(bias, "bias")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"input must be 4-D (N, C_in, H, W) or 3-D (C_in, H, W), "
-                         f"got shape {x.shape}")
+    x, w, b = read_arrays(input, weight, bias)
     check_weight_shape(w.shape)
-    unbatched = x.ndim == 3
     c_in = x.shape[-3]
     check_channels(c_in, w.shape[0], groups, in_name="input channels",
                    out_name="weight.shape[0] (out channels)")
@@ -80,11 +74,27 @@ def _tidy_arrays(input, weight, bias, groups):
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"bias must have shape ({w.shape[0]},) to match weight shape "
                          f"{w.shape}, got shape {b.shape}")
+    return to_compute(x, w, b)
+
+
+def read_arrays(input, weight, bias):
+    """The arguments as float arrays; the input 3-D or 4-D."""
+    x = as_float_array(input, "input")
+    w = as_float_array(weight, "weight")
+    b = None if bias is None else as_float_array(bias, "bias")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"input must be 4-D (N, C_in, H, W) or 3-D (C_in, H, W), "
+                         f"got shape {x.shape}")
+    return x, w, b
+
+
+def to_compute(x, w, b):
+    """(x as 4-D, w, b) contiguous in the compute dtype, the dtype to return, unbatched?"""
     dtype, out_dtype = compute_dtype(x, w, b)
+    unbatched = x.ndim == 3
     x = contiguous(x[None] if unbatched else x, dtype)
-    w = contiguous(w, dtype)
-    b = None if b is None else contiguous(b, dtype)
-    return x, w, b, out_dtype, unbatched
+    return x, contiguous(w, dtype), None if b is None else contiguous(b, dtype), out_dtype, \
+        unbatched
 
 
 def check_weight_shape(shape) -> None:

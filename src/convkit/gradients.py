@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .arrays import as_float_array, compute_dtype, contiguous
-from .functional import _tidy_arrays
+from .arrays import as_float_array, contiguous
+from .functional import _tidy_arrays, read_arrays, to_compute
 from .kernels import backward
 from . import shapes
 from .spec import ConvSettings, parse_settings, standardize_pair
@@ -129,12 +129,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def _tidy_transposed(input, weight, bias, groups):
-    x = as_float_array(input, "input")
-    w = as_float_array(weight, "weight")
-    b = None if bias is None else as_float_array(bias, "bias")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"input must be 4-D (N, C_in, H, W) or 3-D (C_in, H, W), "
-                         f"got shape {x.shape}")
+    x, w, b = read_arrays(input, weight, bias)
     if w.ndim != 4 or min(w.shape[2:]) < 1:
         raise ValueError(f"weight must be 4-D (C_in, C_out/groups, kH, kW), got shape {w.shape}")
     c_in = x.shape[-3]
@@ -147,11 +142,7 @@ def _tidy_transposed(input, weight, bias, groups):
     if b is not None and b.shape != (c_out,):
         raise ValueError(f"bias must have shape ({c_out},) (weight.shape[1] * groups), "
                          f"got shape {b.shape}")
-    dtype, out_dtype = compute_dtype(x, w, b)
-    unbatched = x.ndim == 3
-    x = contiguous(x[None] if unbatched else x, dtype)
-    return x, contiguous(w, dtype), None if b is None else contiguous(b, dtype), out_dtype, \
-        unbatched
+    return to_compute(x, w, b)
 
 
 def _transposed_size(in_hw, kernel, settings, output_padding, output_size):

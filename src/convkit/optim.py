@@ -1,7 +1,6 @@
 """Stochastic gradient descent with momentum, as ``torch.optim.SGD``."""
 from __future__ import annotations
 
-import numpy as np
 
 
 class SGD:

@@ -20,10 +20,11 @@ from . import gemm
 from .direct import _pad_planes
 
 
-def _maps(p):
+def _geometry(p):
+    """(row map, column map, sh, sw, dh, dw) of the forward problem."""
     (top, bottom), (left, right) = p.spec.pads
     return (index_map(p.h, top, bottom, p.spec.padding_mode),
-            index_map(p.w, left, right, p.spec.padding_mode))
+            index_map(p.w, left, right, p.spec.padding_mode), *p.spec.stride, *p.spec.dilation)
 
 
 def _direct(p) -> bool:
@@ -32,11 +33,10 @@ def _direct(p) -> bool:
 
 def input_gradient(grad_out, w, p):
     """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
-    rows, cols = _maps(p)
-    (sh, sw), (dh, dw) = p.spec.stride, p.spec.dilation
+    geometry = _geometry(p)
     grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
     if _direct(p):
-        _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, p.spec.groups)
+        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
@@ -46,18 +46,17 @@ def input_gradient(grad_out, w, p):
     for n in range(p.n):
         for gi in range(g):
             np.matmul(wt[gi], go[n, gi], out=buf[gi])
-        _col2im(buf.reshape(p.c_in * p.kh * p.kw, pixels), grad[n], rows, cols, p.kh, p.kw,
-                sh, sw, dh, dw, p.out_h, p.out_w)
+        _col2im(buf.reshape(p.c_in * p.kh * p.kw, pixels), grad[n], p.kh, p.kw, p.out_h,
+                p.out_w, *geometry)
     return grad
 
 
 def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
-    rows, cols = _maps(p)
-    (sh, sw), (dh, dw) = p.spec.stride, p.spec.dilation
+    geometry = _geometry(p)
     grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
     if _direct(p):
-        _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, p.spec.groups)
+        _weight_grad_direct(grad_out, x, grad, *geometry, p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     pixels = p.out_h * p.out_w
@@ -65,6 +64,7 @@ def weight_gradient(grad_out, x, p):
     flat = grad.reshape(g, og, k)
     buf = np.empty((1, p.c_in * p.kh * p.kw, pixels), dtype=p.dtype)
     for n in range(p.n):
+        rows, cols, sh, sw, dh, dw = geometry
         gemm._im2col(x, n, 1, rows, cols, p.kh, p.kw, sh, sw, dh, dw, p.out_h, p.out_w, buf)
         per_group = buf[0].reshape(g, k, pixels)
         for gi in range(g):
@@ -73,7 +73,7 @@ def weight_gradient(grad_out, x, p):
 
 
 @njit(parallel=True, cache=True)
-def _col2im(buf, grad, rows, cols, kh, kw, sh, sw, dh, dw, out_h, out_w):
+def _col2im(buf, grad, kh, kw, out_h, out_w, rows, cols, sh, sw, dh, dw):
     """grad[c, rows[oh*sh + i*dh], cols[ow*sw + j*dw]] += buf[(c, i, j), (oh, ow)]."""
     c_in = grad.shape[0]
     taps = kh * kw

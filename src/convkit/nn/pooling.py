@@ -34,7 +34,7 @@ class MaxPool2d(Module):
         return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
 
     def backward(self, grad_output) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        kw, (sh, sw), (ph, pw) = self.kernel_size[1], self.stride, self.padding
         *lead, h, w = self._shape
         out_h, out_w = self._argmax.shape[-2:]
         rows = (np.arange(out_h) * sh)[:, None] + self._argmax // kw - ph
