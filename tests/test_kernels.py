@@ -42,7 +42,7 @@ def run_kernel(name, x, w, b, **settings):
 @pytest.mark.parametrize("case", SUITE)
 def test_suite_routes_as_the_table_says(case):
     problem = suite_problem(case)
-    expected = "direct" if problem.spec.groups > 1 and problem.group_in <= 4 else "gemm"
+    expected = "direct" if problem.spec.groups > 1 else "gemm"
     assert kernels.choose(problem).name == expected
 
 
@@ -93,8 +93,8 @@ def test_direct_reads_read_only_inputs():
        d=st.integers(1, 2), pad=st.integers(0, 3), mode=st.sampled_from(MODES),
        n=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]))
 def test_gemm_against_reference(groups, cg, og, k, s, d, pad, mode, n, dtype):
-    if groups > 1 and cg <= 4:
-        cg += 4  # keep it off the direct kernel
+    if groups > 1:
+        cg += 32  # keep it off the direct kernel
     rng = np.random.default_rng(groups + 3 * cg + 11 * pad)
     x = rng.standard_normal((n, cg * groups, 13, 12)).astype(dtype)
     w = rng.standard_normal((og * groups, cg, *k)).astype(dtype)
@@ -116,3 +116,23 @@ def test_gemm_tiles_the_batch(monkeypatch):
     x, w = rng.standard_normal((5, 3, 10, 10)), rng.standard_normal((4, 3, 3, 3))
     out = run_kernel("gemm", x, w, None, padding=1, padding_mode="reflect")
     assert_close(out, torch_conv2d(x, w, None, padding=1, padding_mode="reflect"))
+
+
+@given(cg=st.integers(5, 32), og=st.integers(1, 3), groups=st.integers(2, 3),
+       k=st.sampled_from([1, 3, 5]), d=st.integers(1, 2), pad=st.integers(0, 2),
+       mode=st.sampled_from(MODES), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_medium_groups_flat_path(cg, og, groups, k, d, pad, mode, dtype):
+    """5 to 32 channels per group at stride 1: the flat-plane path of the direct kernel."""
+    if k == 1:
+        d = 1
+    rng = np.random.default_rng(cg + 5 * og + 17 * pad)
+    x = rng.standard_normal((2, cg * groups, 9, 10)).astype(dtype)
+    w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    settings = dict(padding=pad, dilation=d, groups=groups, padding_mode=mode)
+    try:
+        resolved = spec.parse_settings(**settings).resolve((k, k), x.shape[2:])
+    except ValueError:
+        return
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, conv2d_reference(x, w, b, resolved), dtype)

@@ -27,14 +27,22 @@ from numba import njit, prange, uint64
 from ..padding import index_map
 
 # (kH, kW, stride_w, dilation_h, dilation_w) with a kernel of their own.
-SPECIALISED = frozenset((k, k, s, d, d) for k in (3, 5, 7) for s in (1, 2) for d in (1, 2))
+SPECIALISED = frozenset((k, k, s, d, d) for k in (3, 5, 7) for s in (1, 2) for d in (1, 2)) | {
+    (1, 1, 1, 1, 1)}
 
 
 def supports(problem) -> bool:
-    """Grouped with at most 4 input channels per group: depthwise (any depth multiplier),
-    ResNeXt-style.  Dense convs with few input channels (an RGB stem) have too few
-    (sample, group) tasks to share out; they go to GEMM."""
-    return problem.spec.groups > 1 and problem.group_in <= 4
+    """Grouped convs: with at most 4 input channels per group (depthwise with any depth
+    multiplier, ResNeXt-style) in any geometry; with up to 32 per group (ResNeXt deep
+    stages, ShuffleNet's grouped 1x1) at stride 1 in a specialised geometry, where the
+    flat-plane loop beats many tiny BLAS products.  Dense convs, even with few input
+    channels (an RGB stem), have too few (sample, group) tasks to share out: GEMM."""
+    p, spec = problem, problem.spec
+    if spec.groups == 1:
+        return False
+    geometry = (p.kh, p.kw, spec.stride[1], *spec.dilation)
+    return p.group_in <= 4 or (p.group_in <= 32 and spec.stride == (1, 1)
+                               and geometry in SPECIALISED)
 
 
 def run(x, w, b, p):
@@ -55,29 +63,68 @@ def run(x, w, b, p):
 
 @lru_cache(maxsize=None)
 def _specialised(KH, KW, SW, DH, DW):
-    """The kernel for one tap geometry, frozen as constants: taps unrolled, rows vectorised."""
+    """The kernel for one tap geometry, frozen as constants: taps unrolled, loops vectorised.
+
+    At stride 1 each output plane is computed over the *padded* width as one flat
+    vector: every tap is then a constant offset into the flattened padded plane, so
+    the loop runs over ``H_out * W_padded`` elements (long vectors even for 14x14
+    planes) and the few columns past ``W_out`` are dropped when the plane is copied
+    out.  Other strides go row by row."""
 
     @njit(parallel=True, fastmath=True, cache=True)
     def specialised_kernel(x, w, b, out, rows, cols, sh, groups):
         n, c_out, out_h, out_w = out.shape
         cg, og = w.shape[1], c_out // groups
+        width = cols.size
+        flat_path = SW == 1 and sh == 1
         for task in prange(n * groups):
             ni, g = task // groups, task % groups
             padded = _pad_planes(x, ni, g * cg, cg, rows, cols)
-            for co in range(g * og, (g + 1) * og):
-                _start_at_bias(out[ni, co], b[co])
-                for ci in range(cg):
-                    plane, wc = padded[ci], w[co, ci]
-                    for oh in range(out_h):
-                        o = out[ni, co, oh]
-                        r0 = oh * sh
-                        for t in range(out_w):
-                            s = o[t]
-                            for i in range(KH):
-                                row = plane[r0 + i * DH]
-                                for j in range(KW):
-                                    s += wc[i, j] * row[t * SW + j * DW]
-                            o[t] = s
+            if flat_path:
+                _flat_planes(padded.reshape(cg, -1), w, b, out[ni], g * og, og, width)
+            else:
+                _row_planes(padded, w, b, out[ni], g * og, og, sh)
+
+    @njit(inline="always", fastmath=True)
+    def _flat_planes(flat, w, b, out, co0, og, width):
+        cg = flat.shape[0]
+        out_h, out_w = out.shape[1:]
+        span = out_h * width - (KW - 1) * DW  # every wide position whose taps stay inside
+        wide = np.empty(out_h * width, dtype=out.dtype)
+        uwidth = uint64(width)
+        for co in range(co0, co0 + og):
+            for t in range(span):
+                wide[t] = b[co]  # a pass of its own: a select in the loop below stops LLVM
+            for ci in range(cg):
+                plane, wc = flat[ci], w[co, ci]
+                for t in range(span):
+                    s = wide[t]
+                    ut = uint64(t)
+                    for i in range(KH):
+                        for j in range(KW):
+                            s += wc[i, j] * plane[ut + uint64(i * DH) * uwidth + uint64(j * DW)]
+                    wide[t] = s
+            for oh in range(out_h):
+                out[co, oh, :] = wide[oh * width:oh * width + out_w]
+
+    @njit(inline="always", fastmath=True)
+    def _row_planes(padded, w, b, out, co0, og, sh):
+        cg = padded.shape[0]
+        out_h, out_w = out.shape[1:]
+        for co in range(co0, co0 + og):
+            _start_at_bias(out[co], b[co])
+            for ci in range(cg):
+                plane, wc = padded[ci], w[co, ci]
+                for oh in range(out_h):
+                    o = out[co, oh]
+                    r0 = oh * sh
+                    for t in range(out_w):
+                        s = o[t]
+                        for i in range(KH):
+                            row = plane[r0 + i * DH]
+                            for j in range(KW):
+                                s += wc[i, j] * row[t * SW + j * DW]
+                        o[t] = s
 
     return specialised_kernel
 
