@@ -16,7 +16,8 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..padding import index_map
-from . import gemm
+from ..spec import ConvSpec, PaddingMode
+from . import Problem, gemm, run
 from .direct import _pad_planes
 
 
@@ -35,6 +36,10 @@ def input_gradient(grad_out, w, p):
     """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
     geometry = _geometry(p)
     grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    if p.spec.groups > 1 and p.spec.stride == (1, 1):
+        padded = _full_correlation(grad_out, w, p)
+        _fold_planes(padded, grad, geometry[0], geometry[1])
+        return grad
     if _direct(p):
         _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups)
         return grad
@@ -51,10 +56,44 @@ def input_gradient(grad_out, w, p):
     return grad
 
 
+def _full_correlation(grad_out, w, p):
+    """At stride 1 the input gradient, in padded coordinates, is a forward correlation of
+    grad_output with each kernel flipped and its in/out channels swapped within the group,
+    padded by the dilated kernel extent: it runs on the forward kernels (the direct kernel
+    for grouped convs)."""
+    g, og, cg = p.spec.groups, p.group_out, p.group_in
+    (dh, dw) = p.spec.dilation
+    flipped = w.reshape(g, og, cg, p.kh, p.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    flipped = np.ascontiguousarray(flipped.reshape(g * cg, og, p.kh, p.kw))
+    full = (((p.kh - 1) * dh,) * 2, ((p.kw - 1) * dw,) * 2)
+    spec = ConvSpec((1, 1), full, p.spec.dilation, g, PaddingMode.ZEROS)
+    problem = Problem.of(grad_out.shape, flipped.shape, spec, p.dtype)
+    return run(grad_out, flipped, None, problem)  # (N, C_in, H_padded, W_padded)
+
+
+@njit(parallel=True, cache=True)
+def _fold_planes(padded, grad, rows, cols):
+    """grad[n, c] += padded[n, c] folded through the padding maps (one task per plane)."""
+    n, c = grad.shape[:2]
+    for task in prange(n * c):
+        ni, ci = task // c, task % c
+        target, source = grad[ni, ci], padded[ni, ci]
+        for r in range(rows.size):
+            if rows[r] >= 0:
+                row = target[rows[r]]
+                for q in range(cols.size):
+                    if cols[q] >= 0:
+                        row[cols[q]] += source[r, q]
+
+
 def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
     geometry = _geometry(p)
     grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
+    if p.spec.groups > 1 and p.spec.stride == (1, 1):
+        _weight_grad_flat(grad_out, x, grad, geometry[0], geometry[1], *p.spec.dilation,
+                          p.spec.groups)
+        return grad
     if _direct(p):
         _weight_grad_direct(grad_out, x, grad, *geometry, p.spec.groups)
         return grad
@@ -136,6 +175,43 @@ def _fold(scratch, grad, rows, cols, sw):
             phase += 1
             if phase == sw:
                 phase, q = 0, q + 1
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
+    """Stride 1, per group: each output gradient plane laid out on the padded width (zeros
+    in the columns past W_out), so every tap's gradient is one long dot product with the
+    flattened padded input plane -- vectorised, unsigned indices."""
+    n, c_out, out_h, out_w = grad_out.shape
+    cg, kh, kw = grad.shape[1:]
+    og = c_out // groups
+    width = cols.size
+    span = out_h * width - (kw - 1) * dw
+    uwidth = uint64(width)
+    for g in prange(groups):
+        acc = np.zeros((og, cg, kh, kw))
+        wide = np.zeros((og, out_h * width), dtype=grad_out.dtype)
+        for ni in range(n):
+            flat = _pad_planes(x, ni, g * cg, cg, rows, cols).reshape(cg, -1)
+            for oc in range(og):
+                for oh in range(out_h):
+                    wide[oc, oh * width:oh * width + out_w] = grad_out[ni, g * og + oc, oh]
+            for oc in range(og):
+                src = wide[oc]
+                for ci in range(cg):
+                    plane = flat[ci]
+                    for i in range(kh):
+                        for j in range(kw):
+                            offset = uint64(i * dh) * uwidth + uint64(j * dw)
+                            s = src[0] * 0  # the array's dtype: float64 here halves the lanes
+                            for t in range(span):
+                                s += src[t] * plane[uint64(t) + offset]
+                            acc[oc, ci, i, j] += s
+        for oc in range(og):
+            for ci in range(cg):
+                for i in range(kh):
+                    for j in range(kw):
+                        grad[g * og + oc, ci, i, j] = acc[oc, ci, i, j]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
