@@ -136,3 +136,24 @@ def test_direct_medium_groups_flat_path(cg, og, groups, k, d, pad, mode, dtype):
         return
     out = run_kernel("direct", x, w, b, **settings)
     assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
+
+
+def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
+    """Cold start depends on it: a kernel whose cache key changes per process recompiles
+    every time (a jitted helper captured in a closure does that)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, convkit\n"
+            "x = np.ones((1, 4, 9, 9), np.float32)\n"
+            "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4)\n"
+            "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n")
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    log = second.stdout + second.stderr
+    for kernel in ("specialised_kernel", "_any_geometry"):
+        assert f"direct.{kernel}" in log or f"specialised.locals.{kernel}" in log, kernel
+    assert "data loaded from" in log
+    assert "data saved" not in log, "a kernel was compiled again in a fresh process"

@@ -71,60 +71,51 @@ def _specialised(KH, KW, SW, DH, DW):
     planes) and the few columns past ``W_out`` are dropped when the plane is copied
     out.  Other strides go row by row."""
 
+    # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
+    # jitted helper captured here would hash differently in every process (no cache hit).
     @njit(parallel=True, fastmath=True, cache=True)
     def specialised_kernel(x, w, b, out, rows, cols, sh, groups):
         n, c_out, out_h, out_w = out.shape
         cg, og = w.shape[1], c_out // groups
         width = cols.size
-        flat_path = SW == 1 and sh == 1
+        span = out_h * width - (KW - 1) * DW  # flat path: wide positions with taps inside
+        uwidth = uint64(width)
         for task in prange(n * groups):
             ni, g = task // groups, task % groups
             padded = _pad_planes(x, ni, g * cg, cg, rows, cols)
-            if flat_path:
-                _flat_planes(padded.reshape(cg, -1), w, b, out[ni], g * og, og, width)
-            else:
-                _row_planes(padded, w, b, out[ni], g * og, og, sh)
-
-    @njit(inline="always", fastmath=True)
-    def _flat_planes(flat, w, b, out, co0, og, width):
-        cg = flat.shape[0]
-        out_h, out_w = out.shape[1:]
-        span = out_h * width - (KW - 1) * DW  # every wide position whose taps stay inside
-        wide = np.empty(out_h * width, dtype=out.dtype)
-        uwidth = uint64(width)
-        for co in range(co0, co0 + og):
-            for t in range(span):
-                wide[t] = b[co]  # a pass of its own: a select in the loop below stops LLVM
-            for ci in range(cg):
-                plane, wc = flat[ci], w[co, ci]
-                for t in range(span):
-                    s = wide[t]
-                    ut = uint64(t)
-                    for i in range(KH):
-                        for j in range(KW):
-                            s += wc[i, j] * plane[ut + uint64(i * DH) * uwidth + uint64(j * DW)]
-                    wide[t] = s
-            for oh in range(out_h):
-                out[co, oh, :] = wide[oh * width:oh * width + out_w]
-
-    @njit(inline="always", fastmath=True)
-    def _row_planes(padded, w, b, out, co0, og, sh):
-        cg = padded.shape[0]
-        out_h, out_w = out.shape[1:]
-        for co in range(co0, co0 + og):
-            _start_at_bias(out[co], b[co])
-            for ci in range(cg):
-                plane, wc = padded[ci], w[co, ci]
-                for oh in range(out_h):
-                    o = out[co, oh]
-                    r0 = oh * sh
-                    for t in range(out_w):
-                        s = o[t]
-                        for i in range(KH):
-                            row = plane[r0 + i * DH]
-                            for j in range(KW):
-                                s += wc[i, j] * row[t * SW + j * DW]
-                        o[t] = s
+            if SW == 1 and sh == 1:  # whole planes as flat vectors over the padded width
+                flat = padded.reshape(cg, -1)
+                wide = np.empty(out_h * width, dtype=out.dtype)
+                for co in range(g * og, (g + 1) * og):
+                    for t in range(span):
+                        wide[t] = b[co]  # a pass of its own: a select in the tap loop stops LLVM
+                    for ci in range(cg):
+                        plane, wc = flat[ci], w[co, ci]
+                        for t in range(span):
+                            s = wide[t]
+                            ut = uint64(t)
+                            for i in range(KH):
+                                for j in range(KW):
+                                    s += wc[i, j] * plane[ut + uint64(i * DH) * uwidth
+                                                          + uint64(j * DW)]
+                            wide[t] = s
+                    for oh in range(out_h):
+                        out[ni, co, oh, :] = wide[oh * width:oh * width + out_w]
+            else:  # row by row
+                for co in range(g * og, (g + 1) * og):
+                    _start_at_bias(out[ni, co], b[co])
+                    for ci in range(cg):
+                        plane, wc = padded[ci], w[co, ci]
+                        for oh in range(out_h):
+                            o = out[ni, co, oh]
+                            r0 = oh * sh
+                            for t in range(out_w):
+                                s = o[t]
+                                for i in range(KH):
+                                    row = plane[r0 + i * DH]
+                                    for j in range(KW):
+                                        s += wc[i, j] * row[t * SW + j * DW]
+                                o[t] = s
 
     return specialised_kernel
 
