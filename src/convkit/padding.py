@@ -2,14 +2,14 @@
 
 A padding is described by an *index map* per axis: for every position of the
 padded axis, the source index in the input, or -1 where the border is zero.
-Kernels that handle borders themselves read these maps; the others get a
-padded copy from :func:`pad`, built by one gather per axis (no Python loops).
+Kernels read the border through these maps (forward) and fold gradients back
+through them, so no padding mode needs a full padded copy of the input.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .spec import Pads, PaddingMode
+from .spec import PaddingMode
 
 
 def index_map(size: int, lo: int, hi: int, mode: PaddingMode) -> np.ndarray:
@@ -35,16 +35,3 @@ def index_map(size: int, lo: int, hi: int, mode: PaddingMode) -> np.ndarray:
         j = np.where(i < 0, -i - 1, i) % (2 * size)
         return np.where(j < size, j, 2 * size - 1 - j)
     raise AssertionError(mode)  # unreachable: PaddingMode is closed
-
-
-def pad(x: np.ndarray, pads: Pads, mode: PaddingMode) -> np.ndarray:
-    """``x`` (..., H, W) with its last two axes padded; a new array, ``x`` untouched."""
-    (top, bottom), (left, right) = pads
-    *lead, h, w = x.shape
-    if mode is PaddingMode.ZEROS:
-        out = np.zeros((*lead, h + top + bottom, w + left + right), dtype=x.dtype)
-        out[..., top:top + h, left:left + w] = x
-        return out
-    rows = index_map(h, top, bottom, mode)
-    cols = index_map(w, left, right, mode)
-    return x[..., rows[:, None], cols[None, :]]

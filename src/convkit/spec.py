@@ -137,15 +137,6 @@ class ConvSpec:
         return tuple(shapes.conv_output_size(n, k, s, p, d) for n, k, s, p, d in
                      zip(in_size, kernel_size, self.stride, self.pads, self.dilation))
 
-    @property
-    def zero_padded(self) -> bool:
-        """True when the border is zeros (or there is no border at all)."""
-        return self.padding_mode is PaddingMode.ZEROS or self.pads == ((0, 0), (0, 0))
-
-    def without_padding(self) -> "ConvSpec":
-        return ConvSpec(self.stride, ((0, 0), (0, 0)), self.dilation, self.groups,
-                        PaddingMode.ZEROS)
-
 
 def _plain_key(value):
     """A cache key that keeps exact types (so ``2.0``, ``True`` and lists are never confused

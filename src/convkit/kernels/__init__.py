@@ -7,12 +7,9 @@ Every kernel has the same signature::
 ``x`` (N, C_in, H, W) and ``w`` (C_out, C_in/groups, kH, kW) are C-contiguous in
 the compute dtype (float32 or float64), ``b`` is (C_out,) or None, and
 ``problem`` holds the shapes and the resolved :class:`~convkit.spec.ConvSpec`.
-Kernels never validate: the entry points already did.
-
-A kernel whose ``border_modes`` is False is given zero-padded problems only:
-for reflect / replicate / circular / symmetric borders the dispatcher first
-builds the padded input (:func:`convkit.padding.pad`) and hands the kernel a
-problem without padding.
+Kernels never validate: the entry points already did.  Every kernel reads the
+border itself, through :func:`convkit.padding.index_map` (the reference through
+``numpy.pad``), so no padding mode costs a full padded copy of the input.
 """
 from __future__ import annotations
 
@@ -21,7 +18,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import padding as _padding
 from ..spec import ConvSpec
 from . import direct, gemm, reference
 
@@ -57,19 +53,12 @@ class Problem:
     def group_out(self) -> int:
         return self.c_out // self.spec.groups
 
-    def padded(self) -> "Problem":
-        """The same problem on an already padded input."""
-        (t, b), (l, r) = self.spec.pads
-        return Problem(self.n, self.c_in, self.h + t + b, self.w + l + r, self.c_out, self.kh,
-                       self.kw, self.out_h, self.out_w, self.spec.without_padding(), self.dtype)
-
 
 @dataclass(frozen=True)
 class Kernel:
     name: str
     supports: Callable[[Problem], bool]
     run: Callable[..., np.ndarray]
-    border_modes: bool = False  # True: handles every padding mode without a padded copy
 
 
 def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
@@ -83,9 +72,9 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 #               im2col tiles (bounded memory, read through the padding maps) times W, BLAS
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
 KERNELS = (
-    Kernel("direct", direct.supports, direct.run, border_modes=True),
-    Kernel("gemm", gemm.supports, gemm.run, border_modes=True),
-    Kernel("reference", lambda p: True, _reference_run, border_modes=True),
+    Kernel("direct", direct.supports, direct.run),
+    Kernel("gemm", gemm.supports, gemm.run),
+    Kernel("reference", lambda p: True, _reference_run),
 )
 
 
@@ -98,9 +87,5 @@ def choose(problem: Problem) -> Kernel:
 
 def run(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], problem: Problem,
         kernel: Optional[Kernel] = None) -> np.ndarray:
-    """Run ``problem`` on ``kernel`` (default: the table's choice), padding first if needed."""
-    kernel = kernel or choose(problem)
-    if not kernel.border_modes and not problem.spec.zero_padded:
-        x = _padding.pad(x, problem.spec.pads, problem.spec.padding_mode)
-        problem = problem.padded()
-    return kernel.run(x, w, b, problem)
+    """Run ``problem`` on ``kernel`` (default: the table's choice)."""
+    return (kernel or choose(problem)).run(x, w, b, problem)
