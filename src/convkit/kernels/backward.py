@@ -104,7 +104,7 @@ def weight_gradient(grad_out, x, p):
     buf = np.empty((1, p.c_in * p.kh * p.kw, pixels), dtype=p.dtype)
     for n in range(p.n):
         rows, cols, sh, sw, dh, dw = geometry
-        gemm._im2col(x, n, 1, rows, cols, p.kh, p.kw, sh, sw, dh, dw, p.out_h, p.out_w, buf)
+        gemm._im2col(x, n, 1, rows, cols, p.kh, p.kw, sh, sw, dh, dw, 0, p.out_h, p.out_w, buf)
         per_group = buf[0].reshape(g, k, pixels)
         for gi in range(g):
             flat[gi] += go[n, gi] @ per_group[gi].T
