@@ -19,6 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+# Before NumPy (and its BLAS) load: every library gets the same 2 threads whatever the
+# machine, and every thread pool waits passively -- a pool that spins after its call takes
+# the cores from whoever runs next in the round robin.
+THREADS = 2
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, str(THREADS))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,8 +112,6 @@ def backward_rows(cases, dtype, repeat, roofline):
     import convkit
     from . import peers
 
-    if not hasattr(convkit, "conv2d_backward"):
-        raise SystemExit("convkit.conv2d_backward is not available in this version")
     rows = []
     for case in cases:
         x, w, b, g = case_arrays(case, dtype, grad_output=True)
@@ -119,17 +125,21 @@ def backward_rows(cases, dtype, repeat, roofline):
                                    contenders["convkit"](), expected):
             check_close(f"{case.name} {part}", got, want, tol)
         times = round_robin(contenders, repeat, prepare={"torch": prepare})
-        rows.append(_row(case, times, dtype, roofline, flops_factor=2))
+        rows.append(_row(case, times, dtype, roofline, backward=True))
         print(_format_row(rows[-1]), flush=True)
     return rows
 
 
-def _row(case, times, dtype, roofline, flops_factor=1):
+def _row(case, times, dtype, roofline, backward=False):
+    """Ratio to the best peer and roofline fraction.  Backward: twice the forward FLOPs (input
+    and weight gradients), traffic = output gradient, input and weight read, their gradients
+    written."""
     peak, bandwidth = roofline
     peers = {k: v for k, v in times.items() if k != "convkit"}
     best = times["torch"] if case.tiny else min(peers.values())
-    bound = max(flops_factor * case.flops() / peak,
-                case.min_bytes(np.dtype(dtype).itemsize) / bandwidth)
+    itemsize = np.dtype(dtype).itemsize
+    traffic = case.backward_bytes(itemsize) if backward else case.min_bytes(itemsize)
+    bound = max((2 if backward else 1) * case.flops() / peak, traffic / bandwidth)
     return dict(case=case, times=times, ratio=times["convkit"] / best,
                 roofline=bound / times["convkit"])
 
@@ -165,7 +175,7 @@ def summary_lines(rows, depthwise_target, grouped_target=None):
     return lines
 
 
-def write_report(mode, rows, header, summary):
+def write_report(mode, rows, header, summary, dtype_name):
     RESULTS.mkdir(exist_ok=True)
     peers = [k for k in rows[0]["times"] if k != "convkit"]
     lines = [f"# convkit {mode} benchmark", "", *header, "",
@@ -178,10 +188,10 @@ def write_report(mode, rows, header, summary):
                      + f" | {r['ratio']:.2f} | {r['roofline']:.1%} |")
     lines += ["", *(f"- {s}" for s in summary), ""]
     (RESULTS / f"{mode}.md").write_text("\n".join(lines))
-    _chart(mode, rows, peers)
+    _chart(mode, rows, peers, dtype_name)
 
 
-def _chart(mode, rows, peers):
+def _chart(mode, rows, peers, dtype_name):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -198,7 +208,7 @@ def _chart(mode, rows, peers):
     ax.set_yscale("log")
     ax.set_ylabel("time / best peer's time (lower is faster)")
     ax.set_xticks(np.arange(len(rows)), names, rotation=30, ha="right")
-    ax.set_title(f"convkit {mode}, float32, 2 threads")
+    ax.set_title(f"convkit {mode}, {dtype_name}, {THREADS} threads; bars: time / best peer's")
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / f"{mode}.png", dpi=110)
@@ -217,37 +227,75 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def header_lines(mode, dtype_name, repeat, roofline, load_before):
+    import torch
+
+    peers = (f"torch {torch.__version__} ({THREADS} threads), ONNX Runtime ({THREADS} intra-op "
+             f"threads, sequential)" if mode == "forward" else
+             f"torch {torch.__version__} autograd ({THREADS} threads), `out.backward` only")
+    traffic = ("input + weight + output bytes" if mode == "forward" else
+               "output gradient + 2 x (input + weight) bytes; FLOPs x 2")
+    ratio = ("convkit / best peer (seed cases: / torch's functional call)" if mode == "forward"
+             else "convkit / torch")
+    lines = [
+        (f"machine: {os.cpu_count()} cores, load average {load_before:.2f} at the start; "
+         f"measured now: matrix product {roofline[0] / 1e9:.0f} GFLOP/s ({dtype_name}), "
+         f"copy {roofline[1] / 1e9:.1f} GB/s (bytes read + written)"),
+        (f"{dtype_name}, NCHW, median of {repeat} round-robin repeats; {peers}; convkit: "
+         f"Numba and BLAS at {THREADS} threads"),
+        (f"ratio = {ratio}; roofline = max(FLOPs / matmul peak, ({traffic}) / copy "
+         f"bandwidth) / convkit's time"),
+    ]
+    if load_before > BUSY_LOAD:
+        lines.append(f"WARNING: load average {load_before:.2f} before the run -- another process "
+                     f"is using the cores, so these times are not comparable with an idle run "
+                     f"(BLAS products that split over {THREADS} threads suffer most)")
+    return lines
+
+
+BUSY_LOAD = 0.5  # 1-minute load average above which another process is taking a core
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from .suite import SUITE
 
     wanted = [s for s in args.cases.split(",") if s]
     cases = [c for c in SUITE if not wanted or any(s in c.name for s in wanted)]
+    if not cases:
+        raise SystemExit(f"--cases {args.cases!r} matches none of: "
+                         + ", ".join(c.name for c in SUITE))
     if args.mode in ("coldstart", "memory"):
         from . import process
-        return process.main(args.mode, cases)
+        return process.main(args.mode, cases, RESULTS)
     import torch
 
-    torch.set_num_threads(2)
+    import convkit
+
+    if args.mode == "backward":
+        if not hasattr(convkit, "conv2d_backward"):
+            raise SystemExit("convkit.conv2d_backward is not available: no backward numbers "
+                             "for this version")
+        cases = [c for c in cases if not c.tiny]
+        if not cases:
+            raise SystemExit("backward mode times the 11 large cases only; --cases kept none")
+    torch.set_num_threads(THREADS)
+    load_before = os.getloadavg()[0]
     dtype = np.dtype(args.dtype).type
     repeat = 5 if args.quick else args.repeat
     roofline = measure_roofline(dtype)
-    header = [f"machine: {os.cpu_count()} cores; measured now: matrix product "
-              f"{roofline[0] / 1e9:.0f} GFLOP/s ({args.dtype}), copy {roofline[1] / 1e9:.1f} GB/s "
-              f"(bytes read + written); {args.dtype}, NCHW, median of {repeat} round-robin "
-              f"repeats; torch {torch.__version__} (2 threads), ONNX Runtime (2 intra-op "
-              f"threads); ratio = convkit / best peer (seed cases: / torch's functional call); "
-              f"roofline = max(FLOPs / matmul peak, (input + weight + output bytes) / copy "
-              f"bandwidth) / convkit's time"]
-    print(header[0], flush=True)
+    header = header_lines(args.mode, args.dtype, repeat, roofline, load_before)
+    print("\n".join(header), flush=True)
     if args.mode == "forward":
         rows = forward_rows(cases, dtype, repeat, roofline)
         summary = summary_lines(rows, depthwise_target=0.7)
     else:
-        rows = backward_rows([c for c in cases if not c.tiny], dtype, repeat, roofline)
+        rows = backward_rows(cases, dtype, repeat, roofline)
         summary = summary_lines(rows, depthwise_target=0.8, grouped_target=0.8)
+    summary.append(f"load average at the end: {os.getloadavg()[0]:.2f} "
+                   f"(this run itself adds up to {THREADS})")
     print("\n".join(summary))
-    write_report(args.mode, rows, header, summary)
+    write_report(args.mode, rows, header, summary, args.dtype)
     print(f"wrote {RESULTS / (args.mode + '.md')} and .png")
     return 0
 

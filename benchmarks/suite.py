@@ -1,6 +1,7 @@
 """The benchmark cases (issue 3's suite) and their arithmetic: FLOPs, minimal bytes."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from convkit.cost import conv2d_cost
@@ -50,13 +51,14 @@ class Case:
     def min_bytes(self, itemsize: int) -> int:
         """Input, weight and output each moved once: the memory roofline's traffic."""
         c = self.cost()
-        count = 0
-        for shape in (c.input_shape, c.weight_shape, c.output_shape):
-            size = 1
-            for s in shape:
-                size *= s
-            count += size
+        count = sum(math.prod(shape) for shape in (c.input_shape, c.weight_shape, c.output_shape))
         return count * itemsize
+
+    def backward_bytes(self, itemsize: int) -> int:
+        """Output gradient, input and weight read once; input and weight gradients written."""
+        c = self.cost()
+        sizes = [math.prod(shape) for shape in (c.input_shape, c.weight_shape, c.output_shape)]
+        return (2 * sizes[0] + 2 * sizes[1] + sizes[2]) * itemsize
 
 
 SUITE = [
