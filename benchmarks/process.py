@@ -108,7 +108,7 @@ def main(mode: str, cases, results) -> int:
         print("\n".join(lines))
     else:
         lines = memory(cases)
-    results.mkdir(exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     (results / f"{mode}.md").write_text(f"# convkit {mode}\n\n```\n" + "\n".join(lines)
                                         + "\n```\n")
     print(f"wrote {results / (mode + '.md')}")

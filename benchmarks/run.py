@@ -140,7 +140,7 @@ def _row(case, times, dtype, roofline, backward=False):
     itemsize = np.dtype(dtype).itemsize
     traffic = case.backward_bytes(itemsize) if backward else case.min_bytes(itemsize)
     bound = max((2 if backward else 1) * case.flops() / peak, traffic / bandwidth)
-    return dict(case=case, times=times, ratio=times["convkit"] / best,
+    return dict(case=case, times=times, best=best, ratio=times["convkit"] / best,
                 roofline=bound / times["convkit"])
 
 
@@ -175,8 +175,8 @@ def summary_lines(rows, depthwise_target, grouped_target=None):
     return lines
 
 
-def write_report(mode, rows, header, summary, dtype_name):
-    RESULTS.mkdir(exist_ok=True)
+def write_report(results, mode, rows, header, summary, dtype_name):
+    results.mkdir(parents=True, exist_ok=True)
     peers = [k for k in rows[0]["times"] if k != "convkit"]
     lines = [f"# convkit {mode} benchmark", "", *header, "",
              "| case | convkit ms | " + " | ".join(f"{p} ms" for p in peers)
@@ -187,31 +187,40 @@ def write_report(mode, rows, header, summary, dtype_name):
                      + " | ".join(f"{t[p] * 1e3:.3f}" for p in peers)
                      + f" | {r['ratio']:.2f} | {r['roofline']:.1%} |")
     lines += ["", *(f"- {s}" for s in summary), ""]
-    (RESULTS / f"{mode}.md").write_text("\n".join(lines))
-    _chart(mode, rows, peers, dtype_name)
+    (results / f"{mode}.md").write_text("\n".join(lines))
+    _chart(results, mode, rows, peers, dtype_name)
 
 
-def _chart(mode, rows, peers, dtype_name):
+def _chart(results, mode, rows, peers, dtype_name):
+    """Each contender's time over the ratio's reference (the best peer; torch for seed cases)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     names = [r["case"].name for r in rows]
     contenders = ["convkit", *peers]
     fig, ax = plt.subplots(figsize=(12, 4.8))
     width = 0.8 / len(contenders)
     for k, who in enumerate(contenders):
-        rel = [r["times"][who] / min(r["times"][p] for p in peers) for r in rows]
-        ax.bar(np.arange(len(rows)) + (k - (len(contenders) - 1) / 2) * width, rel, width,
-               label=who)
+        rel = [r["times"][who] / r["best"] for r in rows]
+        xs = np.arange(len(rows)) + (k - (len(contenders) - 1) / 2) * width
+        ax.bar(xs, rel, width, label=who)
+        if who == "convkit":
+            for x, v in zip(xs, rel):
+                ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=7)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
-    ax.set_ylabel("time / best peer's time (lower is faster)")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(FormatStrFormatter("%.2g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_ylabel("time / reference time (lower is faster)")
     ax.set_xticks(np.arange(len(rows)), names, rotation=30, ha="right")
-    ax.set_title(f"convkit {mode}, {dtype_name}, {THREADS} threads; bars: time / best peer's")
+    reference = "best peer" + (" (seed cases: torch)" if any(r["case"].tiny for r in rows) else "")
+    ax.set_title(f"convkit {mode}, {dtype_name}, {THREADS} threads; reference = {reference}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / f"{mode}.png", dpi=110)
+    fig.savefig(results / f"{mode}.png", dpi=110)
     plt.close(fig)
 
 
@@ -224,6 +233,9 @@ def parse_args(argv):
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="5 repeats")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for <mode>.md and .png (default: benchmarks/results; point "
+                             "quick or partial runs elsewhere to keep the full run's files)")
     return parser.parse_args(argv)
 
 
@@ -267,7 +279,7 @@ def main(argv=None) -> int:
                          + ", ".join(c.name for c in SUITE))
     if args.mode in ("coldstart", "memory"):
         from . import process
-        return process.main(args.mode, cases, RESULTS)
+        return process.main(args.mode, cases, args.results)
     import torch
 
     import convkit
@@ -295,8 +307,8 @@ def main(argv=None) -> int:
     summary.append(f"load average at the end: {os.getloadavg()[0]:.2f} "
                    f"(this run itself adds up to {THREADS})")
     print("\n".join(summary))
-    write_report(args.mode, rows, header, summary, args.dtype)
-    print(f"wrote {RESULTS / (args.mode + '.md')} and .png")
+    write_report(args.results, args.mode, rows, header, summary, args.dtype)
+    print(f"wrote {args.results / (args.mode + '.md')} and .png")
     return 0
 
 
