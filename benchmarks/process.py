@@ -19,11 +19,11 @@ for shape, groups in calls:
     {call}
 print(json.dumps(time.perf_counter() - start))
 """
-CONVKIT = dict(imports="import convkit",
-               call="convkit.conv2d(x, np.ones(shape, np.float32), padding=1, groups=groups)")
-TORCH = dict(imports="import torch; torch.set_num_threads(2)",
-             call="torch.nn.functional.conv2d(torch.from_numpy(x), "
-                  "torch.ones(shape), padding=1, groups=groups)")
+CONVKIT = {"imports": "import convkit",
+               "call": "convkit.conv2d(x, np.ones(shape, np.float32), padding=1, groups=groups)"}
+TORCH = {"imports": "import torch; torch.set_num_threads(2)",
+             "call": "torch.nn.functional.conv2d(torch.from_numpy(x), "
+                  "torch.ones(shape), padding=1, groups=groups)"}
 
 MEMORY = r"""
 import json, resource, numpy as np, convkit
@@ -56,7 +56,7 @@ print(json.dumps([peak() - before, x.nbytes, out.nbytes]))
 
 def _run(code: str, env=None) -> object:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, check=False)
     if done.returncode:
         raise SystemExit(f"the measuring subprocess failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -69,19 +69,21 @@ def coldstart() -> list[str]:
     with tempfile.TemporaryDirectory() as cache:
         cold = _run(COLD.format(**CONVKIT), env={"NUMBA_CACHE_DIR": cache})
     verdict = "met" if warm <= torch_time else "NOT met"
-    return ["import + first dense, grouped and depthwise call (2x16x32x32, 3x3, groups 1, 4, 16), "
-            "fresh process, best of 3:",
-            f"  convkit, compile cache warm  {warm:6.2f} s",
-            f"  torch                        {torch_time:6.2f} s   ratio {warm / torch_time:.2f} "
-            f"(target <= 1.0) {verdict}",
-            f"  convkit, compile cache cold  {cold:6.2f} s   (first use on a machine: empty "
-            f"NUMBA_CACHE_DIR, one run)"]
+    return [
+        ("import + first dense, grouped and depthwise call (2x16x32x32, 3x3, groups 1, 4, 16), "
+         "fresh process, best of 3:"),
+        f"  convkit, compile cache warm  {warm:6.2f} s",
+        (f"  torch                        {torch_time:6.2f} s   ratio {warm / torch_time:.2f} "
+         f"(target <= 1.0) {verdict}"),
+        (f"  convkit, compile cache cold  {cold:6.2f} s   (first use on a machine: empty "
+         f"NUMBA_CACHE_DIR, one run)"),
+    ]
 
 
 MEMORY_CASES = [("resnet-stem N=16", (16, 3, 224, 224), (64, 3, 7, 7),
-                 dict(stride=2, padding=3)),
+                 {"stride": 2, "padding": 3}),
                 ("depthwise 16x144x112x112", (16, 144, 112, 112), (144, 1, 3, 3),
-                 dict(padding=1, groups=144))]
+                 {"padding": 1, "groups": 144})]
 
 
 def memory(cases) -> list[str]:

@@ -30,7 +30,7 @@ class Case:
 
     @property
     def settings(self):
-        return dict(stride=self.stride, padding=self.pad, groups=self.groups)
+        return {"stride": self.stride, "padding": self.pad, "groups": self.groups}
 
     @property
     def tiny(self) -> bool:
