@@ -55,6 +55,28 @@ def test_suite_like_shapes_float32(shape, kernel, settings):
         assert_close(got, want, np.float32)
 
 
+# One case per route through kernels/backward.py, float64 against torch autograd.
+ROUTES = [
+    ((2, 6, 7, 5), (4, 3, 1, 1), dict(groups=2)),                       # 1x1: batched products
+    ((2, 6, 7, 5), (6, 6, 1, 1), dict(stride=(2, 3))),                  # 1x1 on the stride grid
+    ((0, 6, 7, 5), (6, 2, 1, 1), dict(stride=2, groups=3)),             # 1x1, empty batch
+    ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=((1, 0), (2, 1)), groups=6)),  # correlation
+    ((2, 6, 8, 7), (6, 2, 3, 2), dict(padding=(3, 2), groups=3)),      # pad > kernel: fold
+    ((2, 6, 8, 7), (6, 3, 3, 3), dict(padding=2, dilation=2, groups=2, padding_mode="reflect")),
+    ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=1, stride=2, groups=6, padding_mode="circular")),
+    ((2, 6, 8, 7), (4, 6, 3, 3), dict(padding="same", padding_mode="symmetric")),
+]
+
+
+@pytest.mark.parametrize("shape,kernel,settings", ROUTES, ids=str)
+def test_every_backward_route_matches_torch(shape, kernel, settings):
+    x, w = rng.standard_normal(shape), rng.standard_normal(kernel)
+    go = rng.standard_normal(convkit.conv2d(x, w, **settings).shape)
+    for got, want in zip(convkit.conv2d_backward(go, x, w, **settings),
+                         torch_conv2d_grads(go, x, w, **settings)):
+        assert_close(got, want, tol=1e-9)
+
+
 def test_per_sample_backward_equals_a_loop():
     x = rng.standard_normal((3, 4, 8, 7))
     w = rng.standard_normal((3, 6, 2, 3, 3))

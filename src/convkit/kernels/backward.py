@@ -34,12 +34,12 @@ def _direct(p) -> bool:
 
 def input_gradient(grad_out, w, p):
     """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
+    if _pointwise(p):
+        return _pointwise_input_gradient(grad_out, w, p)
+    if p.spec.groups > 1 and p.spec.stride == (1, 1):
+        return _correlation_input_gradient(grad_out, w, p)
     geometry = _geometry(p)
     grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
-    if p.spec.groups > 1 and p.spec.stride == (1, 1):
-        padded = _full_correlation(grad_out, w, p)
-        _fold_planes(padded, grad, geometry[0], geometry[1])
-        return grad
     if _direct(p):
         _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups)
         return grad
@@ -56,19 +56,63 @@ def input_gradient(grad_out, w, p):
     return grad
 
 
-def _full_correlation(grad_out, w, p):
-    """At stride 1 the input gradient, in padded coordinates, is a forward correlation of
-    grad_output with each kernel flipped and its in/out channels swapped within the group,
-    padded by the dilated kernel extent: it runs on the forward kernels (the direct kernel
-    for grouped convs)."""
+def _pointwise(p) -> bool:
+    """1x1 kernels without padding: both gradients are batched matrix products."""
+    return p.kh == p.kw == 1 and p.spec.pads == ((0, 0), (0, 0))
+
+
+def _pointwise_input_gradient(grad_out, w, p):
+    """grad[n, g] = W[g]^T (C/g, O/g) @ grad_out[n, g] (O/g, pixels), placed on the stride
+    grid (a 1x1 kernel at stride s reads only every s-th pixel)."""
+    g, og, cg = p.spec.groups, p.group_out, p.group_in
+    wt = np.ascontiguousarray(w.reshape(g, og, cg).transpose(0, 2, 1))
+    go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
+    if p.spec.stride == (1, 1):
+        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        np.matmul(wt, go, out=grad.reshape(p.n, g, cg, p.h * p.w))
+        return grad
+    (sh, sw) = p.spec.stride
+    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    grad[:, :, ::sh, ::sw] = np.matmul(wt, go).reshape(p.n, p.c_in, p.out_h, p.out_w)
+    return grad
+
+
+def _pointwise_weight_gradient(grad_out, x, p):
+    """W[g] gradient = sum over samples of grad_out[n, g] (O/g, pixels) @ x[n, g]^T."""
+    g, og, cg = p.spec.groups, p.group_out, p.group_in
+    (sh, sw) = p.spec.stride
+    xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw]
+    xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
+    go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
+    grad = np.matmul(go, xs.transpose(0, 1, 3, 2)).sum(axis=0, dtype=p.dtype)
+    return grad.reshape(p.c_out, cg, 1, 1)
+
+
+def _correlation_input_gradient(grad_out, w, p):
+    """At stride 1 the input gradient is a forward correlation of grad_output with each
+    kernel flipped and its in/out channels swapped within the group, so it runs on the
+    forward kernels.  Zero padding of at most the dilated kernel extent ``e`` becomes the
+    correlation's padding ``e - pad``, and the result is the input gradient itself;
+    otherwise the correlation is taken in padded coordinates (padding ``e`` all round)
+    and folded back onto the input through the padding maps."""
     g, og, cg = p.spec.groups, p.group_out, p.group_in
     (dh, dw) = p.spec.dilation
     flipped = w.reshape(g, og, cg, p.kh, p.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     flipped = np.ascontiguousarray(flipped.reshape(g * cg, og, p.kh, p.kw))
-    full = (((p.kh - 1) * dh,) * 2, ((p.kw - 1) * dw,) * 2)
-    spec = ConvSpec((1, 1), full, p.spec.dilation, g, PaddingMode.ZEROS)
+    extent = ((p.kh - 1) * dh, (p.kw - 1) * dw)
+    inside = p.spec.padding_mode is PaddingMode.ZEROS and all(
+        lo <= e and hi <= e for (lo, hi), e in zip(p.spec.pads, extent))
+    pads = tuple((e - lo, e - hi) if inside else (e, e)
+                 for (lo, hi), e in zip(p.spec.pads, extent))
+    spec = ConvSpec((1, 1), pads, p.spec.dilation, g, PaddingMode.ZEROS)
     problem = Problem.of(grad_out.shape, flipped.shape, spec, p.dtype)
-    return run(grad_out, flipped, None, problem)  # (N, C_in, H_padded, W_padded)
+    correlation = run(grad_out, flipped, None, problem)
+    if inside:
+        return correlation  # (N, C_in, H, W)
+    rows, cols = _geometry(p)[:2]
+    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    _fold_planes(correlation, grad, rows, cols)
+    return grad
 
 
 @njit(parallel=True, cache=True)
@@ -88,6 +132,8 @@ def _fold_planes(padded, grad, rows, cols):
 
 def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
+    if _pointwise(p):
+        return _pointwise_weight_gradient(grad_out, x, p)
     geometry = _geometry(p)
     grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
     if p.spec.groups > 1 and p.spec.stride == (1, 1):
