@@ -41,7 +41,7 @@ def input_gradient(grad_out, w, p):
     geometry = _geometry(p)
     grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
     if _direct(p):
-        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups)
+        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, p.spec.pads[1][0])
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
@@ -111,23 +111,19 @@ def _correlation_input_gradient(grad_out, w, p):
         return correlation  # (N, C_in, H, W)
     rows, cols = _geometry(p)[:2]
     grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
-    _fold_planes(correlation, grad, rows, cols)
+    _fold_planes(correlation, grad, rows, cols, p.spec.pads[1][0])
     return grad
 
 
 @njit(parallel=True, cache=True)
-def _fold_planes(padded, grad, rows, cols):
+def _fold_planes(padded, grad, rows, cols, left):
     """grad[n, c] += padded[n, c] folded through the padding maps (one task per plane)."""
     n, c = grad.shape[:2]
     for task in prange(n * c):
         ni, ci = task // c, task % c
-        target, source = grad[ni, ci], padded[ni, ci]
-        for r in range(rows.size):
-            if rows[r] >= 0:
-                row = target[rows[r]]
-                for q in range(cols.size):
-                    if cols[q] >= 0:
-                        row[cols[q]] += source[r, q]
+        plane = padded[ni, ci]
+        _fold(plane.reshape(plane.shape[0], 1, plane.shape[1]), grad[ni, ci], rows, cols, 1,
+              left)
 
 
 def weight_gradient(grad_out, x, p):
@@ -177,7 +173,7 @@ def _col2im(buf, grad, kh, kw, out_h, out_w, rows, cols, sh, sw, dh, dw):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
+def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, left):
     """Per (sample, group): scatter every output gradient times every tap into a padded
     scratch plane, then fold it onto the input through the padding maps once.
 
@@ -203,24 +199,35 @@ def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
                             for t in range(out_w):
                                 tap[uint64(t)] += weight * src[t]
         for ci in range(cg):
-            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw)
+            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, left)
 
 
 @njit(inline="always")
-def _fold(scratch, grad, rows, cols, sw):
+def _fold(scratch, grad, rows, cols, sw, left):
     """grad[rows[r], cols[c]] += padded[r, c] where both maps point inside the input;
-    ``padded[r, c]`` lives at ``scratch[r, c % sw, c // sw]``."""
+    ``padded[r, c]`` lives at ``scratch[r, c % sw, c // sw]``.  Padded columns
+    ``left .. left + W - 1`` are the input's own (``cols[c] = c - left``, every mode):
+    a strided loop per phase, vectorised; only the border columns go through the map."""
+    width = grad.shape[1]
     for r in range(rows.size):
         if rows[r] < 0:
             continue
         target, source = grad[rows[r]], scratch[r]
-        phase = q = 0  # c = q * sw + phase, stepped without a division
-        for c in range(cols.size):
+        for c in range(left):
             if cols[c] >= 0:
-                target[cols[c]] += source[phase, q]
-            phase += 1
-            if phase == sw:
-                phase, q = 0, q + 1
+                target[cols[c]] += source[c % sw, c // sw]
+        for c in range(left + width, cols.size):
+            if cols[c] >= 0:
+                target[cols[c]] += source[c % sw, c // sw]
+        for phase in range(sw):
+            first = (left - phase + sw - 1) // sw  # first q with q * sw + phase >= left
+            start = first * sw + phase - left
+            if start >= width:
+                continue
+            src = source[phase, first:]
+            dst = target[start:]
+            for q in range((width - start + sw - 1) // sw):
+                dst[uint64(q) * uint64(sw)] += src[q]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
