@@ -112,6 +112,18 @@ def test_conv_transpose2d_matches_torch(settings, dtype):
     assert_close(convkit.conv_transpose2d(x[0], w, b, **settings), expected[0], dtype)
 
 
+@pytest.mark.parametrize("settings", [dict(stride=2, output_padding=1),
+                                      dict(stride=(1, 2), dilation=3, output_padding=(2, 1)),
+                                      dict(groups=2)], ids=str)
+def test_conv_transpose2d_1x1_matches_torch(settings):
+    """1x1 kernels take the batched-product route of the input gradient."""
+    groups = settings.get("groups", 1)
+    x, w = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((4, 3, 1, 1))
+    expected = F.conv_transpose2d(torch.tensor(x), torch.tensor(w), **settings).numpy()
+    assert expected.shape[1] == 3 * groups
+    assert_close(convkit.conv_transpose2d(x, w, **settings), expected)
+
+
 def test_conv_transpose2d_output_size_as_torchs_layer():
     x, w = rng.standard_normal((1, 4, 5, 5)), rng.standard_normal((4, 2, 3, 3))
     layer = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, bias=False,
