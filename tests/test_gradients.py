@@ -61,6 +61,7 @@ ROUTES = [
     ((2, 6, 7, 5), (6, 6, 1, 1), dict(stride=(2, 3))),                  # 1x1 on the stride grid
     ((0, 6, 7, 5), (6, 2, 1, 1), dict(stride=2, groups=3)),             # 1x1, empty batch
     ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=((1, 0), (2, 1)), groups=6)),  # correlation
+    ((2, 12, 7, 6), (10, 6, 3, 2), dict(padding=1, dilation=(2, 1), groups=2)),  # 4x4 blocks
     ((2, 6, 8, 7), (6, 2, 3, 2), dict(padding=(3, 2), groups=3)),      # pad > kernel: fold
     ((2, 6, 8, 7), (6, 3, 3, 3), dict(padding=2, dilation=2, groups=2, padding_mode="reflect")),
     ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=1, stride=2, groups=6, padding_mode="circular")),

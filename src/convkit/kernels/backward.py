@@ -234,13 +234,16 @@ def _fold(scratch, grad, rows, cols, sw, left):
 def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
     """Stride 1, per group: each output gradient plane laid out on the padded width (zeros
     in the columns past W_out), so every tap's gradient is one long dot product with the
-    flattened padded input plane -- vectorised, unsigned indices."""
+    flattened padded input plane -- vectorised, unsigned indices.  Output and input
+    channels in blocks of 4 share their loads (:func:`_block_4x4`); the rest, depthwise
+    included, are single dot products."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
     width = cols.size
     span = out_h * width - (kw - 1) * dw
     uwidth = uint64(width)
+    zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
     for g in prange(groups):
         acc = np.zeros((og, cg, kh, kw))
         wide = np.zeros((og, out_h * width), dtype=grad_out.dtype)
@@ -249,14 +252,21 @@ def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
             for oc in range(og):
                 for oh in range(out_h):
                     wide[oc, oh * width:oh * width + out_w] = grad_out[ni, g * og + oc, oh]
+            ob_end, cb_end = og - og % 4, cg - cg % 4
+            for ob in range(0, ob_end, 4):
+                for cb in range(0, cb_end, 4):
+                    for i in range(kh):
+                        for j in range(kw):
+                            offset = uint64(i * dh) * uwidth + uint64(j * dw)
+                            _block_4x4(wide, flat, acc, ob, cb, i, j, offset, span, zero)
             for oc in range(og):
                 src = wide[oc]
-                for ci in range(cg):
+                for ci in range(cb_end if oc < ob_end else 0, cg):  # outside the 4x4 blocks
                     plane = flat[ci]
                     for i in range(kh):
                         for j in range(kw):
                             offset = uint64(i * dh) * uwidth + uint64(j * dw)
-                            s = src[0] * 0  # the array's dtype: float64 here halves the lanes
+                            s = zero
                             for t in range(span):
                                 s += src[t] * plane[uint64(t) + offset]
                             acc[oc, ci, i, j] += s
@@ -267,6 +277,42 @@ def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
                         grad[g * og + oc, ci, i, j] = acc[oc, ci, i, j]
 
 
+@njit(inline="always", fastmath=True)
+def _block_4x4(wide, flat, acc, ob, cb, i, j, offset, span, zero):
+    """acc[ob:ob+4, cb:cb+4, i, j] += the 16 dot products of 4 output-gradient rows with 4
+    input rows shifted by the tap's ``offset``: 8 loads feed 16 multiply-adds, all 16 sums
+    stay in vector registers."""
+    g0, g1, g2, g3 = wide[ob], wide[ob + 1], wide[ob + 2], wide[ob + 3]
+    x0, x1 = flat[cb, offset:], flat[cb + 1, offset:]
+    x2, x3 = flat[cb + 2, offset:], flat[cb + 3, offset:]
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = s00
+    for t in range(span):
+        ut = uint64(t)
+        a0, a1, a2, a3 = g0[ut], g1[ut], g2[ut], g3[ut]
+        b0, b1, b2, b3 = x0[ut], x1[ut], x2[ut], x3[ut]
+        s00 += a0 * b0
+        s01 += a0 * b1
+        s02 += a0 * b2
+        s03 += a0 * b3
+        s10 += a1 * b0
+        s11 += a1 * b1
+        s12 += a1 * b2
+        s13 += a1 * b3
+        s20 += a2 * b0
+        s21 += a2 * b1
+        s22 += a2 * b2
+        s23 += a2 * b3
+        s30 += a3 * b0
+        s31 += a3 * b1
+        s32 += a3 * b2
+        s33 += a3 * b3
+    for a, row in enumerate(((s00, s01, s02, s03), (s10, s11, s12, s13),
+                             (s20, s21, s22, s23), (s30, s31, s32, s33))):
+        for b in range(4):
+            acc[ob + a, cb + b, i, j] += row[b]
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
     """Per output channel: the correlation of its padded input planes (built once per
@@ -275,6 +321,7 @@ def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
     usw = uint64(sw)
+    zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
     for co in prange(c_out):
         c0 = (co // og) * cg
         acc = np.zeros((cg, kh, kw))
@@ -287,7 +334,7 @@ def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
                         row = padded[ci, oh * sh + i * dh]
                         for j in range(kw):
                             tap = row[j * dw:]
-                            s = 0.0
+                            s = zero
                             for t in range(out_w):
                                 s += src[t] * tap[uint64(t) * usw]
                             acc[ci, i, j] += s
