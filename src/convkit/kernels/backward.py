@@ -243,6 +243,7 @@ def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
     width = cols.size
     span = out_h * width - (kw - 1) * dw
     uwidth = uint64(width)
+    taps = kh * kw
     zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
     for g in prange(groups):
         acc = np.zeros((og, cg, kh, kw))
@@ -262,19 +263,43 @@ def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
             for oc in range(og):
                 src = wide[oc]
                 for ci in range(cb_end if oc < ob_end else 0, cg):  # outside the 4x4 blocks
-                    plane = flat[ci]
-                    for i in range(kh):
-                        for j in range(kw):
-                            offset = uint64(i * dh) * uwidth + uint64(j * dw)
-                            s = zero
-                            for t in range(span):
-                                s += src[t] * plane[uint64(t) + offset]
-                            acc[oc, ci, i, j] += s
+                    plane, sums = flat[ci], acc[oc, ci].reshape(-1)
+                    for k in range(0, taps - taps % 4, 4):
+                        _taps_4(src, plane, sums, k, kw, dh, dw, uwidth, span, zero)
+                    for k in range(taps - taps % 4, taps):
+                        offset = uint64(k // kw * dh) * uwidth + uint64(k % kw * dw)
+                        s = zero
+                        for t in range(span):
+                            s += src[t] * plane[uint64(t) + offset]
+                        sums[k] += s
         for oc in range(og):
             for ci in range(cg):
                 for i in range(kh):
                     for j in range(kw):
                         grad[g * og + oc, ci, i, j] = acc[oc, ci, i, j]
+
+
+@njit(inline="always", fastmath=True)
+def _taps_4(src, plane, sums, k, kw, dh, dw, uwidth, span, zero):
+    """sums[k:k+4] += the dot products of ``src`` with ``plane`` shifted by the offsets of
+    taps k..k+3 (taps numbered row-major): one load of ``src`` feeds four multiply-adds."""
+    o0 = uint64(k // kw * dh) * uwidth + uint64(k % kw * dw)
+    o1 = uint64((k + 1) // kw * dh) * uwidth + uint64((k + 1) % kw * dw)
+    o2 = uint64((k + 2) // kw * dh) * uwidth + uint64((k + 2) % kw * dw)
+    o3 = uint64((k + 3) // kw * dh) * uwidth + uint64((k + 3) % kw * dw)
+    x0, x1, x2, x3 = plane[o0:], plane[o1:], plane[o2:], plane[o3:]
+    s0 = s1 = s2 = s3 = zero
+    for t in range(span):
+        ut = uint64(t)
+        a = src[ut]
+        s0 += a * x0[ut]
+        s1 += a * x1[ut]
+        s2 += a * x2[ut]
+        s3 += a * x3[ut]
+    sums[k] += s0
+    sums[k + 1] += s1
+    sums[k + 2] += s2
+    sums[k + 3] += s3
 
 
 @njit(inline="always", fastmath=True)
