@@ -39,10 +39,12 @@ def input_gradient(grad_out, w, p):
     if p.spec.groups > 1 and p.spec.stride == (1, 1):
         return _correlation_input_gradient(grad_out, w, p)
     geometry = _geometry(p)
-    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
-    if _direct(p):
-        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, p.spec.pads[1][0])
+    if _direct(p):  # sets every input pixel: no zero fill
+        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        (top, _), (left, _) = p.spec.pads
+        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, top, left)
         return grad
+    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
     pixels = p.out_h * p.out_w
@@ -110,20 +112,20 @@ def _correlation_input_gradient(grad_out, w, p):
     if inside:
         return correlation  # (N, C_in, H, W)
     rows, cols = _geometry(p)[:2]
-    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
-    _fold_planes(correlation, grad, rows, cols, p.spec.pads[1][0])
+    grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0])
     return grad
 
 
 @njit(parallel=True, cache=True)
-def _fold_planes(padded, grad, rows, cols, left):
-    """grad[n, c] += padded[n, c] folded through the padding maps (one task per plane)."""
+def _fold_planes(padded, grad, rows, cols, top, left):
+    """grad[n, c] = padded[n, c] folded through the padding maps (one task per plane)."""
     n, c = grad.shape[:2]
     for task in prange(n * c):
         ni, ci = task // c, task % c
         plane = padded[ni, ci]
         _fold(plane.reshape(plane.shape[0], 1, plane.shape[1]), grad[ni, ci], rows, cols, 1,
-              left)
+              top, left)
 
 
 def weight_gradient(grad_out, x, p):
@@ -173,7 +175,7 @@ def _col2im(buf, grad, kh, kw, out_h, out_w, rows, cols, sh, sw, dh, dw):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, left):
+def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, top, left):
     """Per (sample, group): scatter every output gradient times every tap into a padded
     scratch plane, then fold it onto the input through the padding maps once.
 
@@ -199,35 +201,68 @@ def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, le
                             for t in range(out_w):
                                 tap[uint64(t)] += weight * src[t]
         for ci in range(cg):
-            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, left)
+            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, top, left)
 
 
 @njit(inline="always")
-def _fold(scratch, grad, rows, cols, sw, left):
-    """grad[rows[r], cols[c]] += padded[r, c] where both maps point inside the input;
-    ``padded[r, c]`` lives at ``scratch[r, c % sw, c // sw]``.  Padded columns
-    ``left .. left + W - 1`` are the input's own (``cols[c] = c - left``, every mode):
-    a strided loop per phase, vectorised; only the border columns go through the map."""
-    width = grad.shape[1]
+def _fold(scratch, grad, rows, cols, sw, top, left):
+    """grad[rows[r], cols[c]] = the sum of padded[r, c] over the positions whose maps point
+    there (``grad`` may start uninitialised); ``padded[r, c]`` lives at
+    ``scratch[r, c % sw, c // sw]``.  Padded rows ``top .. top + H - 1`` and columns
+    ``left .. left + W - 1`` are the input's own (``map[c] = c - lo`` in every mode): they
+    *set* each pixel once, vectorised, and only then do the border rows and columns go
+    through the maps and add onto the pixels they copy."""
+    height = grad.shape[0]
+    for r in range(top, top + height):
+        _set_interior(scratch[r], grad[r - top], sw, left)
+        _add_border_columns(scratch[r], grad[r - top], cols, sw, left)
     for r in range(rows.size):
-        if rows[r] < 0:
-            continue
-        target, source = grad[rows[r]], scratch[r]
-        for c in range(left):
-            if cols[c] >= 0:
-                target[cols[c]] += source[c % sw, c // sw]
-        for c in range(left + width, cols.size):
-            if cols[c] >= 0:
-                target[cols[c]] += source[c % sw, c // sw]
+        if (r < top or r >= top + height) and rows[r] >= 0:
+            _add_interior(scratch[r], grad[rows[r]], sw, left)
+            _add_border_columns(scratch[r], grad[rows[r]], cols, sw, left)
+
+
+@njit(inline="always")
+def _add_border_columns(source, target, cols, sw, left):
+    for c in range(left):
+        if cols[c] >= 0:
+            target[cols[c]] += source[c % sw, c // sw]
+    for c in range(left + target.size, cols.size):
+        if cols[c] >= 0:
+            target[cols[c]] += source[c % sw, c // sw]
+
+
+@njit(inline="always")
+def _set_interior(source, target, sw, left):
+    """target[k] = padded[left + k]: one copy at stride 1, an interleaved pair at stride 2
+    (both vectorised), a strided loop per phase otherwise."""
+    width = target.size
+    if sw == 1:
+        target[:] = source[0, left:left + width]
+    elif sw == 2:
+        even, odd = source[left % 2, left // 2:], source[(left + 1) % 2, (left + 1) // 2:]
+        for m in range(width // 2):
+            target[2 * m] = even[m]
+            target[2 * m + 1] = odd[m]
+        if width % 2:
+            target[width - 1] = even[width // 2]
+    else:
         for phase in range(sw):
             first = (left - phase + sw - 1) // sw  # first q with q * sw + phase >= left
             start = first * sw + phase - left
-            if start >= width:
-                continue
-            src = source[phase, first:]
-            dst = target[start:]
-            for q in range((width - start + sw - 1) // sw):
-                dst[uint64(q) * uint64(sw)] += src[q]
+            if start < width:
+                src, dst = source[phase, first:], target[start:]
+                for q in range((width - start + sw - 1) // sw):
+                    dst[uint64(q) * uint64(sw)] = src[q]
+
+
+@njit(inline="always")
+def _add_interior(source, target, sw, left):
+    """target[k] += padded[left + k] (a border row folding onto the row it copies)."""
+    width = target.size
+    for k in range(width):
+        c = left + k
+        target[k] += source[c % sw, c // sw]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
