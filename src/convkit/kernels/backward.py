@@ -1,14 +1,24 @@
 """Kernels for the gradients of a convolution.  They take the forward problem's shapes.
 
+Routes, first match wins (the same for both gradients where it applies):
+
+``1x1, no padding``  both gradients are batched matrix products (BLAS), the input
+    gradient placed on the stride grid.
 ``input_gradient``  d(out)/d(input) applied to grad_output -- a transposed convolution.
-    Dense: per sample, ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba
-    col2im scatter-adds each column into the input *through the padding index maps*,
-    so the fold back from padded to real coordinates (dropping zero padding, adding a
-    reflected or wrapped border onto the pixel it copies) is fused, and a stride needs no
-    zero-stuffed input.  Small groups: a direct Numba scatter per (sample, group).
+    Grouped, stride 1: a forward correlation of grad_output with the flipped kernels, on
+    the forward table's kernels; zero padding within the kernel's extent gives the input
+    gradient directly, any other padding is folded back through the index maps.
+    Small groups at a stride: a direct Numba scatter per (sample, group) into a
+    phase-major padded scratch, folded once.  Dense: per sample,
+    ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba col2im scatter-adds
+    each column into the input *through the padding index maps*, so the fold back from
+    padded to real coordinates (dropping zero padding, adding a reflected or wrapped
+    border onto the pixel it copies) is fused, and a stride needs no zero-stuffed input.
 ``weight_gradient`` correlation of the input with grad_output.
-    Dense: the forward im2col (read through the padding maps) and
-    ``grad_out[g] @ cols[g]^T``.  Small groups: a direct Numba reduction per output channel.
+    Grouped, stride 1: long dot products over flat padded planes, register-blocked (4x4
+    channels, or 4 taps).  Small groups at a stride: a direct Numba reduction per output
+    channel.  Dense: the forward im2col (read through the padding maps) and
+    ``grad_out[g] @ cols[g]^T``.
 """
 from __future__ import annotations
 
