@@ -65,6 +65,8 @@ ROUTES = [
     ((2, 6, 8, 7), (6, 2, 3, 2), dict(padding=(3, 2), groups=3)),      # pad > kernel: fold
     ((2, 6, 8, 7), (6, 3, 3, 3), dict(padding=2, dilation=2, groups=2, padding_mode="reflect")),
     ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=1, stride=2, groups=6, padding_mode="circular")),
+    ((2, 8, 11, 9), (10, 4, 3, 2), dict(padding=(2, 1), stride=(2, 3), dilation=(1, 2), groups=2,
+                                        padding_mode="reflect")),  # stride phases, 4x4 blocks
     ((2, 6, 8, 7), (4, 6, 3, 3), dict(padding="same", padding_mode="symmetric")),
 ]
 

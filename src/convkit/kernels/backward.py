@@ -15,9 +15,9 @@ Routes, first match wins (the same for both gradients where it applies):
     padded to real coordinates (dropping zero padding, adding a reflected or wrapped
     border onto the pixel it copies) is fused, and a stride needs no zero-stuffed input.
 ``weight_gradient`` correlation of the input with grad_output.
-    Grouped, stride 1: long dot products over flat padded planes, register-blocked (4x4
-    channels, or 4 taps).  Small groups at a stride: a direct Numba reduction per output
-    channel.  Dense: the forward im2col (read through the padding maps) and
+    Grouped at stride 1, and small groups at any stride: long dot products over flat
+    padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps).
+    Dense: the forward im2col (read through the padding maps) and
     ``grad_out[g] @ cols[g]^T``.
 """
 from __future__ import annotations
@@ -144,12 +144,8 @@ def weight_gradient(grad_out, x, p):
         return _pointwise_weight_gradient(grad_out, x, p)
     geometry = _geometry(p)
     grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
-    if p.spec.groups > 1 and p.spec.stride == (1, 1):
-        _weight_grad_flat(grad_out, x, grad, geometry[0], geometry[1], *p.spec.dilation,
-                          p.spec.groups)
-        return grad
-    if _direct(p):
-        _weight_grad_direct(grad_out, x, grad, *geometry, p.spec.groups)
+    if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
+        _weight_grad_flat(grad_out, x, grad, *geometry, p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     pixels = p.out_h * p.out_w
@@ -276,63 +272,85 @@ def _add_interior(source, target, sw, left):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
-    """Stride 1, per group: each output gradient plane laid out on the padded width (zeros
-    in the columns past W_out), so every tap's gradient is one long dot product with the
-    flattened padded input plane -- vectorised, unsigned indices.  Output and input
-    channels in blocks of 4 share their loads (:func:`_block_4x4`); the rest, depthwise
-    included, are single dot products."""
+def _weight_grad_flat(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
+    """Per group: the padded input planes split into stride phases (padded pixel ``(r, c)``
+    at ``[r % sh, c % sw, r // sh, c // sw]``; at stride 1 the plane itself), each output
+    gradient plane laid out on the phase width (zeros past W_out), so every tap's gradient
+    is one long dot product with one flattened phase plane -- vectorised, unsigned
+    indices, at any stride.  Output and input channels in blocks of 4 share their loads
+    (:func:`_block_4x4`); the rest, depthwise included, four taps at a time."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
-    width = cols.size
-    span = out_h * width - (kw - 1) * dw
-    uwidth = uint64(width)
+    ph, pw = (rows.size + sh - 1) // sh, (cols.size + sw - 1) // sw
+    span = (out_h - 1) * pw + out_w  # past it the output gradient is zero
     taps = kh * kw
+    rho, phi, offsets = np.empty(taps, np.int64), np.empty(taps, np.int64), np.empty(
+        taps, np.uint64)
+    for k in range(taps):
+        i, j = k // kw, k % kw
+        rho[k], phi[k] = (i * dh) % sh, (j * dw) % sw
+        offsets[k] = uint64((i * dh) // sh) * uint64(pw) + uint64((j * dw) // sw)
     zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
     for g in prange(groups):
-        acc = np.zeros((og, cg, kh, kw))
-        wide = np.zeros((og, out_h * width), dtype=grad_out.dtype)
+        acc = np.zeros((og, cg, taps))
+        wide = np.zeros((og, out_h * pw), dtype=grad_out.dtype)
         for ni in range(n):
-            flat = _pad_planes(x, ni, g * cg, cg, rows, cols).reshape(cg, -1)
+            planes = _phase_planes(x, ni, g * cg, cg, rows, cols, sh, sw, ph, pw)
             for oc in range(og):
                 for oh in range(out_h):
-                    wide[oc, oh * width:oh * width + out_w] = grad_out[ni, g * og + oc, oh]
+                    wide[oc, oh * pw:oh * pw + out_w] = grad_out[ni, g * og + oc, oh]
             ob_end, cb_end = og - og % 4, cg - cg % 4
             for ob in range(0, ob_end, 4):
                 for cb in range(0, cb_end, 4):
-                    for i in range(kh):
-                        for j in range(kw):
-                            offset = uint64(i * dh) * uwidth + uint64(j * dw)
-                            _block_4x4(wide, flat, acc, ob, cb, i, j, offset, span, zero)
+                    for k in range(taps):
+                        _block_4x4(wide, planes, rho[k], phi[k], acc, ob, cb, k, offsets[k],
+                                   span, zero)
             for oc in range(og):
                 src = wide[oc]
                 for ci in range(cb_end if oc < ob_end else 0, cg):  # outside the 4x4 blocks
-                    plane, sums = flat[ci], acc[oc, ci].reshape(-1)
+                    plane, sums = planes[ci], acc[oc, ci]
                     for k in range(0, taps - taps % 4, 4):
-                        _taps_4(src, plane, sums, k, kw, dh, dw, uwidth, span, zero)
+                        _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero)
                     for k in range(taps - taps % 4, taps):
-                        offset = uint64(k // kw * dh) * uwidth + uint64(k % kw * dw)
+                        row = plane[rho[k], phi[k], offsets[k]:]
                         s = zero
                         for t in range(span):
-                            s += src[t] * plane[uint64(t) + offset]
+                            s += src[t] * row[uint64(t)]
                         sums[k] += s
-        for oc in range(og):
-            for ci in range(cg):
-                for i in range(kh):
-                    for j in range(kw):
-                        grad[g * og + oc, ci, i, j] = acc[oc, ci, i, j]
+        grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+
+
+@njit(inline="always")
+def _phase_planes(x, ni, c0, cg, rows, cols, sh, sw, ph, pw):
+    """x[ni, c0:c0 + cg] padded through the index maps and split into stride phases:
+    ``(cg, sh, sw, ph * pw)``, padded pixel ``(r, c)`` at ``[r % sh, c % sw,
+    (r // sh) * pw + c // sw]``, zeros past the padded plane."""
+    if sh == 1 and sw == 1:
+        return _pad_planes(x, ni, c0, cg, rows, cols).reshape(cg, 1, 1, ph * pw)
+    planes = np.zeros((cg, sh, sw, ph * pw), dtype=x.dtype)
+    for ci in range(cg):
+        for r in range(rows.size):
+            if rows[r] < 0:
+                continue
+            source = x[ni, c0 + ci, rows[r]]
+            for a in range(sw):
+                target = planes[ci, r % sh, a, (r // sh) * pw:]
+                for q in range((cols.size - a + sw - 1) // sw):
+                    c = cols[q * sw + a]
+                    if c >= 0:
+                        target[q] = source[c]
+    return planes
 
 
 @njit(inline="always", fastmath=True)
-def _taps_4(src, plane, sums, k, kw, dh, dw, uwidth, span, zero):
-    """sums[k:k+4] += the dot products of ``src`` with ``plane`` shifted by the offsets of
-    taps k..k+3 (taps numbered row-major): one load of ``src`` feeds four multiply-adds."""
-    o0 = uint64(k // kw * dh) * uwidth + uint64(k % kw * dw)
-    o1 = uint64((k + 1) // kw * dh) * uwidth + uint64((k + 1) % kw * dw)
-    o2 = uint64((k + 2) // kw * dh) * uwidth + uint64((k + 2) % kw * dw)
-    o3 = uint64((k + 3) // kw * dh) * uwidth + uint64((k + 3) % kw * dw)
-    x0, x1, x2, x3 = plane[o0:], plane[o1:], plane[o2:], plane[o3:]
+def _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero):
+    """sums[k:k+4] += the dot products of ``src`` with the phase rows of taps k..k+3 (taps
+    numbered row-major): one load of ``src`` feeds four multiply-adds."""
+    x0 = plane[rho[k], phi[k], offsets[k]:]
+    x1 = plane[rho[k + 1], phi[k + 1], offsets[k + 1]:]
+    x2 = plane[rho[k + 2], phi[k + 2], offsets[k + 2]:]
+    x3 = plane[rho[k + 3], phi[k + 3], offsets[k + 3]:]
     s0 = s1 = s2 = s3 = zero
     for t in range(span):
         ut = uint64(t)
@@ -348,13 +366,13 @@ def _taps_4(src, plane, sums, k, kw, dh, dw, uwidth, span, zero):
 
 
 @njit(inline="always", fastmath=True)
-def _block_4x4(wide, flat, acc, ob, cb, i, j, offset, span, zero):
-    """acc[ob:ob+4, cb:cb+4, i, j] += the 16 dot products of 4 output-gradient rows with 4
-    input rows shifted by the tap's ``offset``: 8 loads feed 16 multiply-adds, all 16 sums
-    stay in vector registers."""
+def _block_4x4(wide, planes, r, f, acc, ob, cb, k, offset, span, zero):
+    """acc[ob:ob+4, cb:cb+4, k] += the 16 dot products of 4 output-gradient rows with 4
+    input rows (tap k's phase, shifted by its ``offset``): 8 loads feed 16 multiply-adds,
+    all 16 sums stay in vector registers."""
     g0, g1, g2, g3 = wide[ob], wide[ob + 1], wide[ob + 2], wide[ob + 3]
-    x0, x1 = flat[cb, offset:], flat[cb + 1, offset:]
-    x2, x3 = flat[cb + 2, offset:], flat[cb + 3, offset:]
+    x0, x1 = planes[cb, r, f, offset:], planes[cb + 1, r, f, offset:]
+    x2, x3 = planes[cb + 2, r, f, offset:], planes[cb + 3, r, f, offset:]
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
     s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = s00
     for t in range(span):
@@ -380,35 +398,4 @@ def _block_4x4(wide, flat, acc, ob, cb, i, j, offset, span, zero):
     for a, row in enumerate(((s00, s01, s02, s03), (s10, s11, s12, s13),
                              (s20, s21, s22, s23), (s30, s31, s32, s33))):
         for b in range(4):
-            acc[ob + a, cb + b, i, j] += row[b]
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
-    """Per output channel: the correlation of its padded input planes (built once per
-    sample in a scratch buffer) with its output gradient, summed over batch and space."""
-    n, c_out, out_h, out_w = grad_out.shape
-    cg, kh, kw = grad.shape[1:]
-    og = c_out // groups
-    usw = uint64(sw)
-    zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
-    for co in prange(c_out):
-        c0 = (co // og) * cg
-        acc = np.zeros((cg, kh, kw))
-        for ni in range(n):
-            padded = _pad_planes(x, ni, c0, cg, rows, cols)
-            for ci in range(cg):
-                for i in range(kh):
-                    for oh in range(out_h):
-                        src = grad_out[ni, co, oh]
-                        row = padded[ci, oh * sh + i * dh]
-                        for j in range(kw):
-                            tap = row[j * dw:]
-                            s = zero
-                            for t in range(out_w):
-                                s += src[t] * tap[uint64(t) * usw]
-                            acc[ci, i, j] += s
-        for ci in range(cg):
-            for i in range(kh):
-                for j in range(kw):
-                    grad[co, ci, i, j] = acc[ci, i, j]
+            acc[ob + a, cb + b, k] += row[b]
