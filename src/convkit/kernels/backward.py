@@ -285,8 +285,9 @@ def _weight_grad_flat(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
     ph, pw = (rows.size + sh - 1) // sh, (cols.size + sw - 1) // sw
     span = (out_h - 1) * pw + out_w  # past it the output gradient is zero
     taps = kh * kw
-    rho, phi, offsets = np.empty(taps, np.int64), np.empty(taps, np.int64), np.empty(
-        taps, np.uint64)
+    rho = np.empty(taps, np.int64)  # tap k reads phase plane (rho[k], phi[k]) from offsets[k]
+    phi = np.empty(taps, np.int64)
+    offsets = np.empty(taps, np.uint64)
     for k in range(taps):
         i, j = k // kw, k % kw
         rho[k], phi[k] = (i * dh) % sh, (j * dw) % sw
