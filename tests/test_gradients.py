@@ -127,6 +127,15 @@ def test_conv_transpose2d_1x1_matches_torch(settings):
     assert_close(convkit.conv_transpose2d(x, w, **settings), expected)
 
 
+@pytest.mark.parametrize("padding", [1, 3], ids=["within-kernel", "past-kernel"])
+def test_conv_transpose2d_grouped_stride_1_matches_torch(padding):
+    """Grouped at stride 1: the forward-correlation route, direct or folded."""
+    x, w = rng.standard_normal((2, 6, 7, 8)), rng.standard_normal((6, 5, 3, 3))
+    expected = F.conv_transpose2d(torch.tensor(x), torch.tensor(w), padding=padding,
+                                  groups=3).numpy()
+    assert_close(convkit.conv_transpose2d(x, w, padding=padding, groups=3), expected)
+
+
 def test_conv_transpose2d_output_size_as_torchs_layer():
     x, w = rng.standard_normal((1, 4, 5, 5)), rng.standard_normal((4, 2, 3, 3))
     layer = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, bias=False,
