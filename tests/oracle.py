@@ -54,7 +54,7 @@ def explicit_pads(padding, in_hw, k_hw, stride, dilation):
 def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
                  padding_mode="zeros"):
     """torch's float64 output for convkit's semantics, as a NumPy array."""
-    x = np.ascontiguousarray(x, dtype=np.float64)  # torch cannot wrap negative strides
+    x = np.array(x, dtype=np.float64, order="C")  # a copy: no negative strides, even if empty
     wt = torch.tensor(np.asarray(w, dtype=np.float64))
     bt = None if b is None else torch.tensor(np.asarray(b, dtype=np.float64))
     (t, bo), (l, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
@@ -76,13 +76,13 @@ def torch_layer_conv2d(x, w, b=None, **settings):
         layer.weight.copy_(torch.tensor(w))
         if b is not None:
             layer.bias.copy_(torch.tensor(np.asarray(b, dtype=np.float64)))
-        return layer(torch.tensor(np.ascontiguousarray(x, dtype=np.float64))).numpy()
+        return layer(torch.tensor(np.array(x, dtype=np.float64, order="C"))).numpy()
 
 
 def torch_conv2d_grads(grad_output, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
                        padding_mode="zeros"):
     """torch autograd's (grad_input, grad_weight, grad_bias) for convkit's semantics, float64."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64, order="C")  # a copy: fresh strides even when empty
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(np.asarray(w, dtype=np.float64), requires_grad=True)
     bt = torch.zeros(wt.shape[0], dtype=torch.float64, requires_grad=True)

@@ -55,6 +55,31 @@ def test_suite_like_shapes_float32(shape, kernel, settings):
         assert_close(got, want, np.float32)
 
 
+# One case per route through kernels/backward.py, float64 against torch autograd.
+ROUTES = [
+    ((2, 6, 7, 5), (4, 3, 1, 1), dict(groups=2)),                       # 1x1: batched products
+    ((2, 6, 7, 5), (6, 6, 1, 1), dict(stride=(2, 3))),                  # 1x1 on the stride grid
+    ((0, 6, 7, 5), (6, 2, 1, 1), dict(stride=2, groups=3)),             # 1x1, empty batch
+    ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=((1, 0), (2, 1)), groups=6)),  # correlation
+    ((2, 12, 7, 6), (10, 6, 3, 2), dict(padding=1, dilation=(2, 1), groups=2)),  # 4x4 blocks
+    ((2, 6, 8, 7), (6, 2, 3, 2), dict(padding=(3, 2), groups=3)),      # pad > kernel: fold
+    ((2, 6, 8, 7), (6, 3, 3, 3), dict(padding=2, dilation=2, groups=2, padding_mode="reflect")),
+    ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=1, stride=2, groups=6, padding_mode="circular")),
+    ((2, 8, 11, 9), (10, 4, 3, 2), dict(padding=(2, 1), stride=(2, 3), dilation=(1, 2), groups=2,
+                                        padding_mode="reflect")),  # stride phases, 4x4 blocks
+    ((2, 6, 8, 7), (4, 6, 3, 3), dict(padding="same", padding_mode="symmetric")),
+]
+
+
+@pytest.mark.parametrize("shape,kernel,settings", ROUTES, ids=str)
+def test_every_backward_route_matches_torch(shape, kernel, settings):
+    x, w = rng.standard_normal(shape), rng.standard_normal(kernel)
+    go = rng.standard_normal(convkit.conv2d(x, w, **settings).shape)
+    for got, want in zip(convkit.conv2d_backward(go, x, w, **settings),
+                         torch_conv2d_grads(go, x, w, **settings)):
+        assert_close(got, want, tol=1e-9)
+
+
 def test_per_sample_backward_equals_a_loop():
     x = rng.standard_normal((3, 4, 8, 7))
     w = rng.standard_normal((3, 6, 2, 3, 3))
@@ -88,6 +113,27 @@ def test_conv_transpose2d_matches_torch(settings, dtype):
     assert out.dtype == dtype
     assert_close(out, expected, dtype)
     assert_close(convkit.conv_transpose2d(x[0], w, b, **settings), expected[0], dtype)
+
+
+@pytest.mark.parametrize("settings", [dict(stride=2, output_padding=1),
+                                      dict(stride=(1, 2), dilation=3, output_padding=(2, 1)),
+                                      dict(groups=2)], ids=str)
+def test_conv_transpose2d_1x1_matches_torch(settings):
+    """1x1 kernels take the batched-product route of the input gradient."""
+    groups = settings.get("groups", 1)
+    x, w = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((4, 3, 1, 1))
+    expected = F.conv_transpose2d(torch.tensor(x), torch.tensor(w), **settings).numpy()
+    assert expected.shape[1] == 3 * groups
+    assert_close(convkit.conv_transpose2d(x, w, **settings), expected)
+
+
+@pytest.mark.parametrize("padding", [1, 3], ids=["within-kernel", "past-kernel"])
+def test_conv_transpose2d_grouped_stride_1_matches_torch(padding):
+    """Grouped at stride 1: the forward-correlation route, direct or folded."""
+    x, w = rng.standard_normal((2, 6, 7, 8)), rng.standard_normal((6, 5, 3, 3))
+    expected = F.conv_transpose2d(torch.tensor(x), torch.tensor(w), padding=padding,
+                                  groups=3).numpy()
+    assert_close(convkit.conv_transpose2d(x, w, padding=padding, groups=3), expected)
 
 
 def test_conv_transpose2d_output_size_as_torchs_layer():

@@ -1,14 +1,24 @@
 """Kernels for the gradients of a convolution.  They take the forward problem's shapes.
 
+Routes, first match wins (the same for both gradients where it applies):
+
+``1x1, no padding``  both gradients are batched matrix products (BLAS), the input
+    gradient placed on the stride grid.
 ``input_gradient``  d(out)/d(input) applied to grad_output -- a transposed convolution.
-    Dense: per sample, ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba
-    col2im scatter-adds each column into the input *through the padding index maps*,
-    so the fold back from padded to real coordinates (dropping zero padding, adding a
-    reflected or wrapped border onto the pixel it copies) is fused, and a stride needs no
-    zero-stuffed input.  Small groups: a direct Numba scatter per (sample, group).
+    Grouped, stride 1: a forward correlation of grad_output with the flipped kernels, on
+    the forward table's kernels; zero padding within the kernel's extent gives the input
+    gradient directly, any other padding is folded back through the index maps.
+    Small groups at a stride: a direct Numba scatter per (sample, group) into a
+    phase-major padded scratch, folded once.  Dense: per sample,
+    ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba col2im scatter-adds
+    each column into the input *through the padding index maps*, so the fold back from
+    padded to real coordinates (dropping zero padding, adding a reflected or wrapped
+    border onto the pixel it copies) is fused, and a stride needs no zero-stuffed input.
 ``weight_gradient`` correlation of the input with grad_output.
+    Grouped at stride 1, and small groups at any stride: long dot products over flat
+    padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps).
     Dense: the forward im2col (read through the padding maps) and
-    ``grad_out[g] @ cols[g]^T``.  Small groups: a direct Numba reduction per output channel.
+    ``grad_out[g] @ cols[g]^T``.
 """
 from __future__ import annotations
 
@@ -34,15 +44,17 @@ def _direct(p) -> bool:
 
 def input_gradient(grad_out, w, p):
     """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
-    geometry = _geometry(p)
-    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    if _pointwise(p):
+        return _pointwise_input_gradient(grad_out, w, p)
     if p.spec.groups > 1 and p.spec.stride == (1, 1):
-        padded = _full_correlation(grad_out, w, p)
-        _fold_planes(padded, grad, geometry[0], geometry[1])
+        return _correlation_input_gradient(grad_out, w, p)
+    geometry = _geometry(p)
+    if _direct(p):  # sets every input pixel: no zero fill
+        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        (top, _), (left, _) = p.spec.pads
+        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, top, left)
         return grad
-    if _direct(p):
-        _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups)
-        return grad
+    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
     pixels = p.out_h * p.out_w
@@ -56,46 +68,84 @@ def input_gradient(grad_out, w, p):
     return grad
 
 
-def _full_correlation(grad_out, w, p):
-    """At stride 1 the input gradient, in padded coordinates, is a forward correlation of
-    grad_output with each kernel flipped and its in/out channels swapped within the group,
-    padded by the dilated kernel extent: it runs on the forward kernels (the direct kernel
-    for grouped convs)."""
+def _pointwise(p) -> bool:
+    """1x1 kernels without padding: both gradients are batched matrix products."""
+    return p.kh == p.kw == 1 and p.spec.pads == ((0, 0), (0, 0))
+
+
+def _pointwise_input_gradient(grad_out, w, p):
+    """grad[n, g] = W[g]^T (C/g, O/g) @ grad_out[n, g] (O/g, pixels), placed on the stride
+    grid (a 1x1 kernel at stride s reads only every s-th pixel)."""
+    g, og, cg = p.spec.groups, p.group_out, p.group_in
+    wt = np.ascontiguousarray(w.reshape(g, og, cg).transpose(0, 2, 1))
+    go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
+    if p.spec.stride == (1, 1):
+        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        np.matmul(wt, go, out=grad.reshape(p.n, g, cg, p.h * p.w))
+        return grad
+    (sh, sw) = p.spec.stride
+    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    grad[:, :, ::sh, ::sw] = np.matmul(wt, go).reshape(p.n, p.c_in, p.out_h, p.out_w)
+    return grad
+
+
+def _pointwise_weight_gradient(grad_out, x, p):
+    """W[g] gradient = sum over samples of grad_out[n, g] (O/g, pixels) @ x[n, g]^T."""
+    g, og, cg = p.spec.groups, p.group_out, p.group_in
+    (sh, sw) = p.spec.stride
+    xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw]
+    xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
+    go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
+    grad = np.matmul(go, xs.transpose(0, 1, 3, 2)).sum(axis=0, dtype=p.dtype)
+    return grad.reshape(p.c_out, cg, 1, 1)
+
+
+def _correlation_input_gradient(grad_out, w, p):
+    """At stride 1 the input gradient is a forward correlation of grad_output with each
+    kernel flipped and its in/out channels swapped within the group, so it runs on the
+    forward kernels.  Zero padding of at most the dilated kernel extent ``e`` becomes the
+    correlation's padding ``e - pad``, and the result is the input gradient itself;
+    otherwise the correlation is taken in padded coordinates (padding ``e`` all round)
+    and folded back onto the input through the padding maps."""
     g, og, cg = p.spec.groups, p.group_out, p.group_in
     (dh, dw) = p.spec.dilation
     flipped = w.reshape(g, og, cg, p.kh, p.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     flipped = np.ascontiguousarray(flipped.reshape(g * cg, og, p.kh, p.kw))
-    full = (((p.kh - 1) * dh,) * 2, ((p.kw - 1) * dw,) * 2)
-    spec = ConvSpec((1, 1), full, p.spec.dilation, g, PaddingMode.ZEROS)
+    extent = ((p.kh - 1) * dh, (p.kw - 1) * dw)
+    inside = p.spec.padding_mode is PaddingMode.ZEROS and all(
+        lo <= e and hi <= e for (lo, hi), e in zip(p.spec.pads, extent))
+    pads = tuple((e - lo, e - hi) if inside else (e, e)
+                 for (lo, hi), e in zip(p.spec.pads, extent))
+    spec = ConvSpec((1, 1), pads, p.spec.dilation, g, PaddingMode.ZEROS)
     problem = Problem.of(grad_out.shape, flipped.shape, spec, p.dtype)
-    return run(grad_out, flipped, None, problem)  # (N, C_in, H_padded, W_padded)
+    correlation = run(grad_out, flipped, None, problem)
+    if inside:
+        return correlation  # (N, C_in, H, W)
+    rows, cols = _geometry(p)[:2]
+    grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0])
+    return grad
 
 
 @njit(parallel=True, cache=True)
-def _fold_planes(padded, grad, rows, cols):
-    """grad[n, c] += padded[n, c] folded through the padding maps (one task per plane)."""
+def _fold_planes(padded, grad, rows, cols, top, left):
+    """grad[n, c] = padded[n, c] folded through the padding maps (one task per plane)."""
     n, c = grad.shape[:2]
     for task in prange(n * c):
         ni, ci = task // c, task % c
-        target, source = grad[ni, ci], padded[ni, ci]
-        for r in range(rows.size):
-            if rows[r] >= 0:
-                row = target[rows[r]]
-                for q in range(cols.size):
-                    if cols[q] >= 0:
-                        row[cols[q]] += source[r, q]
+        plane = padded[ni, ci]
+        _fold(plane.reshape(plane.shape[0], 1, plane.shape[1]), grad[ni, ci], rows, cols, 1,
+              top, left)
 
 
 def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
+    if _pointwise(p):
+        return _pointwise_weight_gradient(grad_out, x, p)
     geometry = _geometry(p)
     grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
-    if p.spec.groups > 1 and p.spec.stride == (1, 1):
-        _weight_grad_flat(grad_out, x, grad, geometry[0], geometry[1], *p.spec.dilation,
-                          p.spec.groups)
-        return grad
-    if _direct(p):
-        _weight_grad_direct(grad_out, x, grad, *geometry, p.spec.groups)
+    if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
+        _weight_grad_flat(grad_out, x, grad, *geometry, p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     pixels = p.out_h * p.out_w
@@ -131,7 +181,7 @@ def _col2im(buf, grad, kh, kw, out_h, out_w, rows, cols, sh, sw, dh, dw):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
+def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, top, left):
     """Per (sample, group): scatter every output gradient times every tap into a padded
     scratch plane, then fold it onto the input through the padding maps once.
 
@@ -157,88 +207,196 @@ def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups):
                             for t in range(out_w):
                                 tap[uint64(t)] += weight * src[t]
         for ci in range(cg):
-            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw)
+            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, top, left)
 
 
 @njit(inline="always")
-def _fold(scratch, grad, rows, cols, sw):
-    """grad[rows[r], cols[c]] += padded[r, c] where both maps point inside the input;
-    ``padded[r, c]`` lives at ``scratch[r, c % sw, c // sw]``."""
+def _fold(scratch, grad, rows, cols, sw, top, left):
+    """grad[rows[r], cols[c]] = the sum of padded[r, c] over the positions whose maps point
+    there (``grad`` may start uninitialised); ``padded[r, c]`` lives at
+    ``scratch[r, c % sw, c // sw]``.  Padded rows ``top .. top + H - 1`` and columns
+    ``left .. left + W - 1`` are the input's own (``map[c] = c - lo`` in every mode): they
+    *set* each pixel once, vectorised, and only then do the border rows and columns go
+    through the maps and add onto the pixels they copy."""
+    height = grad.shape[0]
+    for r in range(top, top + height):
+        _set_interior(scratch[r], grad[r - top], sw, left)
+        _add_border_columns(scratch[r], grad[r - top], cols, sw, left)
     for r in range(rows.size):
-        if rows[r] < 0:
-            continue
-        target, source = grad[rows[r]], scratch[r]
-        phase = q = 0  # c = q * sw + phase, stepped without a division
-        for c in range(cols.size):
-            if cols[c] >= 0:
-                target[cols[c]] += source[phase, q]
-            phase += 1
-            if phase == sw:
-                phase, q = 0, q + 1
+        if (r < top or r >= top + height) and rows[r] >= 0:
+            _add_interior(scratch[r], grad[rows[r]], sw, left)
+            _add_border_columns(scratch[r], grad[rows[r]], cols, sw, left)
+
+
+@njit(inline="always")
+def _add_border_columns(source, target, cols, sw, left):
+    for c in range(left):
+        if cols[c] >= 0:
+            target[cols[c]] += source[c % sw, c // sw]
+    for c in range(left + target.size, cols.size):
+        if cols[c] >= 0:
+            target[cols[c]] += source[c % sw, c // sw]
+
+
+@njit(inline="always")
+def _set_interior(source, target, sw, left):
+    """target[k] = padded[left + k]: one copy at stride 1, an interleaved pair at stride 2
+    (both vectorised), a strided loop per phase otherwise."""
+    width = target.size
+    if sw == 1:
+        target[:] = source[0, left:left + width]
+    elif sw == 2:
+        even, odd = source[left % 2, left // 2:], source[(left + 1) % 2, (left + 1) // 2:]
+        for m in range(width // 2):
+            target[2 * m] = even[m]
+            target[2 * m + 1] = odd[m]
+        if width % 2:
+            target[width - 1] = even[width // 2]
+    else:
+        for phase in range(sw):
+            first = (left - phase + sw - 1) // sw  # first q with q * sw + phase >= left
+            start = first * sw + phase - left
+            if start < width:
+                src, dst = source[phase, first:], target[start:]
+                for q in range((width - start + sw - 1) // sw):
+                    dst[uint64(q) * uint64(sw)] = src[q]
+
+
+@njit(inline="always")
+def _add_interior(source, target, sw, left):
+    """target[k] += padded[left + k] (a border row folding onto the row it copies)."""
+    width = target.size
+    for k in range(width):
+        c = left + k
+        target[k] += source[c % sw, c // sw]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_flat(grad_out, x, grad, rows, cols, dh, dw, groups):
-    """Stride 1, per group: each output gradient plane laid out on the padded width (zeros
-    in the columns past W_out), so every tap's gradient is one long dot product with the
-    flattened padded input plane -- vectorised, unsigned indices."""
+def _weight_grad_flat(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
+    """Per group: the padded input planes split into stride phases (padded pixel ``(r, c)``
+    at ``[r % sh, c % sw, r // sh, c // sw]``; at stride 1 the plane itself), each output
+    gradient plane laid out on the phase width (zeros past W_out), so every tap's gradient
+    is one long dot product with one flattened phase plane -- vectorised, unsigned
+    indices, at any stride.  Output and input channels in blocks of 4 share their loads
+    (:func:`_block_4x4`); the rest, depthwise included, four taps at a time."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
-    width = cols.size
-    span = out_h * width - (kw - 1) * dw
-    uwidth = uint64(width)
+    ph, pw = (rows.size + sh - 1) // sh, (cols.size + sw - 1) // sw
+    span = (out_h - 1) * pw + out_w  # past it the output gradient is zero
+    taps = kh * kw
+    rho = np.empty(taps, np.int64)  # tap k reads phase plane (rho[k], phi[k]) from offsets[k]
+    phi = np.empty(taps, np.int64)
+    offsets = np.empty(taps, np.uint64)
+    for k in range(taps):
+        i, j = k // kw, k % kw
+        rho[k], phi[k] = (i * dh) % sh, (j * dw) % sw
+        offsets[k] = uint64((i * dh) // sh) * uint64(pw) + uint64((j * dw) // sw)
+    zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
     for g in prange(groups):
-        acc = np.zeros((og, cg, kh, kw))
-        wide = np.zeros((og, out_h * width), dtype=grad_out.dtype)
+        acc = np.zeros((og, cg, taps))
+        wide = np.zeros((og, out_h * pw), dtype=grad_out.dtype)
         for ni in range(n):
-            flat = _pad_planes(x, ni, g * cg, cg, rows, cols).reshape(cg, -1)
+            planes = _phase_planes(x, ni, g * cg, cg, rows, cols, sh, sw, ph, pw)
             for oc in range(og):
                 for oh in range(out_h):
-                    wide[oc, oh * width:oh * width + out_w] = grad_out[ni, g * og + oc, oh]
+                    wide[oc, oh * pw:oh * pw + out_w] = grad_out[ni, g * og + oc, oh]
+            ob_end, cb_end = og - og % 4, cg - cg % 4
+            for ob in range(0, ob_end, 4):
+                for cb in range(0, cb_end, 4):
+                    for k in range(taps):
+                        _block_4x4(wide, planes, rho[k], phi[k], acc, ob, cb, k, offsets[k],
+                                   span, zero)
             for oc in range(og):
                 src = wide[oc]
-                for ci in range(cg):
-                    plane = flat[ci]
-                    for i in range(kh):
-                        for j in range(kw):
-                            offset = uint64(i * dh) * uwidth + uint64(j * dw)
-                            s = src[0] * 0  # the array's dtype: float64 here halves the lanes
-                            for t in range(span):
-                                s += src[t] * plane[uint64(t) + offset]
-                            acc[oc, ci, i, j] += s
-        for oc in range(og):
-            for ci in range(cg):
-                for i in range(kh):
-                    for j in range(kw):
-                        grad[g * og + oc, ci, i, j] = acc[oc, ci, i, j]
+                for ci in range(cb_end if oc < ob_end else 0, cg):  # outside the 4x4 blocks
+                    plane, sums = planes[ci], acc[oc, ci]
+                    for k in range(0, taps - taps % 4, 4):
+                        _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero)
+                    for k in range(taps - taps % 4, taps):
+                        row = plane[rho[k], phi[k], offsets[k]:]
+                        s = zero
+                        for t in range(span):
+                            s += src[t] * row[uint64(t)]
+                        sums[k] += s
+        grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_direct(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
-    """Per output channel: the correlation of its padded input planes (built once per
-    sample in a scratch buffer) with its output gradient, summed over batch and space."""
-    n, c_out, out_h, out_w = grad_out.shape
-    cg, kh, kw = grad.shape[1:]
-    og = c_out // groups
-    usw = uint64(sw)
-    for co in prange(c_out):
-        c0 = (co // og) * cg
-        acc = np.zeros((cg, kh, kw))
-        for ni in range(n):
-            padded = _pad_planes(x, ni, c0, cg, rows, cols)
-            for ci in range(cg):
-                for i in range(kh):
-                    for oh in range(out_h):
-                        src = grad_out[ni, co, oh]
-                        row = padded[ci, oh * sh + i * dh]
-                        for j in range(kw):
-                            tap = row[j * dw:]
-                            s = 0.0
-                            for t in range(out_w):
-                                s += src[t] * tap[uint64(t) * usw]
-                            acc[ci, i, j] += s
-        for ci in range(cg):
-            for i in range(kh):
-                for j in range(kw):
-                    grad[co, ci, i, j] = acc[ci, i, j]
+@njit(inline="always")
+def _phase_planes(x, ni, c0, cg, rows, cols, sh, sw, ph, pw):
+    """x[ni, c0:c0 + cg] padded through the index maps and split into stride phases:
+    ``(cg, sh, sw, ph * pw)``, padded pixel ``(r, c)`` at ``[r % sh, c % sw,
+    (r // sh) * pw + c // sw]``, zeros past the padded plane."""
+    if sh == 1 and sw == 1:
+        return _pad_planes(x, ni, c0, cg, rows, cols).reshape(cg, 1, 1, ph * pw)
+    planes = np.zeros((cg, sh, sw, ph * pw), dtype=x.dtype)
+    for ci in range(cg):
+        for r in range(rows.size):
+            if rows[r] < 0:
+                continue
+            source = x[ni, c0 + ci, rows[r]]
+            for a in range(sw):
+                target = planes[ci, r % sh, a, (r // sh) * pw:]
+                for q in range((cols.size - a + sw - 1) // sw):
+                    c = cols[q * sw + a]
+                    if c >= 0:
+                        target[q] = source[c]
+    return planes
+
+
+@njit(inline="always", fastmath=True)
+def _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero):
+    """sums[k:k+4] += the dot products of ``src`` with the phase rows of taps k..k+3 (taps
+    numbered row-major): one load of ``src`` feeds four multiply-adds."""
+    x0 = plane[rho[k], phi[k], offsets[k]:]
+    x1 = plane[rho[k + 1], phi[k + 1], offsets[k + 1]:]
+    x2 = plane[rho[k + 2], phi[k + 2], offsets[k + 2]:]
+    x3 = plane[rho[k + 3], phi[k + 3], offsets[k + 3]:]
+    s0 = s1 = s2 = s3 = zero
+    for t in range(span):
+        ut = uint64(t)
+        a = src[ut]
+        s0 += a * x0[ut]
+        s1 += a * x1[ut]
+        s2 += a * x2[ut]
+        s3 += a * x3[ut]
+    sums[k] += s0
+    sums[k + 1] += s1
+    sums[k + 2] += s2
+    sums[k + 3] += s3
+
+
+@njit(inline="always", fastmath=True)
+def _block_4x4(wide, planes, r, f, acc, ob, cb, k, offset, span, zero):
+    """acc[ob:ob+4, cb:cb+4, k] += the 16 dot products of 4 output-gradient rows with 4
+    input rows (tap k's phase, shifted by its ``offset``): 8 loads feed 16 multiply-adds,
+    all 16 sums stay in vector registers."""
+    g0, g1, g2, g3 = wide[ob], wide[ob + 1], wide[ob + 2], wide[ob + 3]
+    x0, x1 = planes[cb, r, f, offset:], planes[cb + 1, r, f, offset:]
+    x2, x3 = planes[cb + 2, r, f, offset:], planes[cb + 3, r, f, offset:]
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = s00
+    for t in range(span):
+        ut = uint64(t)
+        a0, a1, a2, a3 = g0[ut], g1[ut], g2[ut], g3[ut]
+        b0, b1, b2, b3 = x0[ut], x1[ut], x2[ut], x3[ut]
+        s00 += a0 * b0
+        s01 += a0 * b1
+        s02 += a0 * b2
+        s03 += a0 * b3
+        s10 += a1 * b0
+        s11 += a1 * b1
+        s12 += a1 * b2
+        s13 += a1 * b3
+        s20 += a2 * b0
+        s21 += a2 * b1
+        s22 += a2 * b2
+        s23 += a2 * b3
+        s30 += a3 * b0
+        s31 += a3 * b1
+        s32 += a3 * b2
+        s33 += a3 * b3
+    for a, row in enumerate(((s00, s01, s02, s03), (s10, s11, s12, s13),
+                             (s20, s21, s22, s23), (s30, s31, s32, s33))):
+        for b in range(4):
+            acc[ob + a, cb + b, k] += row[b]
