@@ -49,12 +49,12 @@ def test_suite_routes_as_the_table_says(case):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geometry", sorted(direct.SPECIALISED))
 def test_direct_specialised_geometries(geometry, dtype):
-    k, _, s, d, _ = geometry
+    k, _, s, _, d, _ = geometry
     rng = np.random.default_rng(k * 100 + s * 10 + d)
     x = rng.standard_normal((2, 6, 17, 16)).astype(dtype)
     w = rng.standard_normal((12, 1, k, k)).astype(dtype)  # depth multiplier 2
     b = rng.standard_normal(12).astype(dtype)
-    settings = dict(stride=(1, s), padding=k // 2 * d, dilation=d, groups=6)
+    settings = dict(stride=s, padding=k // 2 * d, dilation=d, groups=6)
     out = run_kernel("direct", x, w, b, **settings)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
 

@@ -1,34 +1,42 @@
 """Direct convolution for depthwise and small-group convolutions (Numba).
 
 Depthwise layers are memory bound: the best kernel reads each input plane and
-writes each output plane once.  Each parallel task owns one group of one sample:
+writes each output plane once, and does everything else in cache.  Each parallel
+block of work walks (sample, group) tasks and, per task:
 
-1. it copies the group's input planes into a small padded scratch buffer through
-   the padding's row and column index maps -- every padding mode, read in place
-   from the caller's array, and the buffer (one group's planes) stays in cache;
-2. for each output channel of the group and each output row, it sums all taps
-   of all the group's channels into a register and stores each output once.
+1. copies the group's input planes into a scratch buffer, padded through the
+   padding's row and column index maps (every padding mode, read in place from the
+   caller's array) and split into *stride phases*: phase ``(pr, pc)`` holds the
+   padded pixels ``(q*sH + pr, qc*sW + pc)``.  Every tap of a strided kernel then
+   reads one phase plane at a constant offset, so all strides become stride 1;
+2. for each output channel, computes the output plane as one flat vector over the
+   phase planes' width (``out_h * W_phase`` positions, the few columns past
+   ``W_out`` are junk): every tap is a constant offset into the flat plane, so the
+   loop is long and vectorises with no remainder per row (rows of 28 or 56 pixels
+   leave most of a 16-lane loop to scalar code);
+3. copies the valid columns of each row into the output.
 
-The tap geometry ``(kH, kW, stride_w, dilation_h, dilation_w)`` is frozen into
-the compiled kernel (a closure over constants), so LLVM unrolls the taps and
-vectorises along the row; every index is provably non-negative, so Numba emits
-no wraparound checks (that alone is a 6x difference).  Geometries outside
-``SPECIALISED`` share one kernel whose geometry is read at run time: exact and
-parallel, a few times slower, compiled once (so a test suite that draws many
-geometries compiles two kernels, not hundreds).
+All indexing is flat with unsigned offsets: Numba then emits no wraparound
+checks, and no per-row array views (a view per row kept these loops scalar, 3-10x).
+The tap geometry ``(kH, kW, sH, sW, dH, dW)`` is frozen into the compiled kernel (a
+closure over ints), so LLVM unrolls the taps.  Geometries outside ``SPECIALISED``
+share one kernel whose geometry is read at run time: exact and parallel, a few
+times slower, compiled once (so a test suite that draws many geometries compiles
+two kernels, not hundreds).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 from numba import njit, prange, uint64
 
 from ..padding import index_map
 
-# (kH, kW, stride_w, dilation_h, dilation_w) with a kernel of their own.
-SPECIALISED = frozenset((k, k, s, d, d) for k in (3, 5, 7) for s in (1, 2) for d in (1, 2)) | {
-    (1, 1, 1, 1, 1)}
+# (kH, kW, sH, sW, dH, dW) with a kernel of their own.
+SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
+                        for d in (1, 2)) | {(1, 1, 1, 1, 1, 1)}
 
 
 def supports(problem) -> bool:
@@ -40,9 +48,12 @@ def supports(problem) -> bool:
     p, spec = problem, problem.spec
     if spec.groups == 1:
         return False
-    geometry = (p.kh, p.kw, spec.stride[1], *spec.dilation)
     return p.group_in <= 4 or (p.group_in <= 32 and spec.stride == (1, 1)
-                               and geometry in SPECIALISED)
+                               and _geometry(p) in SPECIALISED)
+
+
+def _geometry(p):
+    return (p.kh, p.kw, *p.spec.stride, *p.spec.dilation)
 
 
 def run(x, w, b, p):
@@ -53,71 +64,96 @@ def run(x, w, b, p):
     cols = index_map(p.w, left, right, spec.padding_mode)
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
-    geometry = (p.kh, p.kw, sw, dh, dw)
-    if geometry in SPECIALISED:
-        _specialised(*geometry)(x, w, bias, out, rows, cols, sh, spec.groups)
+    if _geometry(p) in SPECIALISED:
+        blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
+        _specialised(*_geometry(p))(x, w, bias, out, rows, cols, left, spec.groups, blocks)
     else:
         _any_geometry(x, w, bias, out, rows, cols, sh, sw, dh, dw, spec.groups)
     return out
 
 
 @lru_cache(maxsize=None)
-def _specialised(KH, KW, SW, DH, DW):
+def _specialised(KH, KW, SH, SW, DH, DW):
     """The kernel for one tap geometry, frozen as constants: taps unrolled, loops vectorised.
-
-    At stride 1 each output plane is computed over the *padded* width as one flat
-    vector: every tap is then a constant offset into the flattened padded plane, so
-    the loop runs over ``H_out * W_padded`` elements (long vectors even for 14x14
-    planes) and the few columns past ``W_out`` are dropped when the plane is copied
-    out.  Other strides go row by row."""
+    Tap ``(i, j)`` reads phase ``((i*DH) % SH, (j*DW) % SW)`` at row offset ``i*DH // SH``
+    and column offset ``j*DW // SW``."""
 
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
     @njit(parallel=True, fastmath=True, cache=True)
-    def specialised_kernel(x, w, b, out, rows, cols, sh, groups):
+    def specialised_kernel(x, w, b, out, rows, cols, left, groups, blocks):
         n, c_out, out_h, out_w = out.shape
+        c_in, h, width = x.shape[1:]
         cg, og = w.shape[1], c_out // groups
-        width = cols.size
-        span = out_h * width - (KW - 1) * DW  # flat path: wide positions with taps inside
-        uwidth = uint64(width)
-        for task in prange(n * groups):
-            ni, g = task // groups, task % groups
-            padded = _pad_planes(x, ni, g * cg, cg, rows, cols)
-            if SW == 1 and sh == 1:  # whole planes as flat vectors over the padded width
-                flat = padded.reshape(cg, -1)
-                wide = np.empty(out_h * width, dtype=out.dtype)
+        xf, of = x.reshape(-1), out.reshape(-1)
+        hq, wq = (rows.size + SH - 1) // SH, (cols.size + SW - 1) // SW
+        plane, uwq = hq * wq, uint64(wq)
+        span = (out_h - 1) * wq + out_w  # flat positions that hold an output pixel
+        tasks = n * groups
+        for block in prange(blocks):  # scratch allocated once per block, not per task
+            scratch = np.empty(cg * SH * SW * plane, dtype=out.dtype)
+            wide = np.empty(out_h * wq, dtype=out.dtype)
+            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                ni, g = task // groups, task % groups
+                _phase_planes(xf, (ni * c_in + g * cg) * h * width, h, width, cg, rows, cols,
+                              left, SH, SW, hq, wq, scratch)
                 for co in range(g * og, (g + 1) * og):
-                    for t in range(span):
-                        wide[t] = b[co]  # a pass of its own: a select in the tap loop stops LLVM
                     for ci in range(cg):
-                        plane, wc = flat[ci], w[co, ci]
+                        wc, base = w[co, ci], uint64(ci * SH * SW * plane)
+                        first = ci == 0
+                        bias = b[co]
                         for t in range(span):
-                            s = wide[t]
-                            ut = uint64(t)
+                            s = bias if first else wide[t]
+                            ut = uint64(t) + base
                             for i in range(KH):
                                 for j in range(KW):
-                                    s += wc[i, j] * plane[ut + uint64(i * DH) * uwidth
-                                                          + uint64(j * DW)]
+                                    phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
+                                    s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
+                                        (i * DH) // SH) * uwq + uint64((j * DW) // SW)]
                             wide[t] = s
                     for oh in range(out_h):
-                        out[ni, co, oh, :] = wide[oh * width:oh * width + out_w]
-            else:  # row by row
-                for co in range(g * og, (g + 1) * og):
-                    _start_at_bias(out[ni, co], b[co])
-                    for ci in range(cg):
-                        plane, wc = padded[ci], w[co, ci]
-                        for oh in range(out_h):
-                            o = out[ni, co, oh]
-                            r0 = oh * sh
-                            for t in range(out_w):
-                                s = o[t]
-                                for i in range(KH):
-                                    row = plane[r0 + i * DH]
-                                    for j in range(KW):
-                                        s += wc[i, j] * row[t * SW + j * DW]
-                                o[t] = s
+                        dst = uint64(((ni * c_out + co) * out_h + oh) * out_w)
+                        src = uint64(oh * wq)
+                        for ow in range(out_w):
+                            of[dst + uint64(ow)] = wide[src + uint64(ow)]
 
     return specialised_kernel
+
+
+@njit(inline="always")
+def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scratch):
+    """scratch[ci, pr, pc, q, qc] = padded x[ci, q*SH + pr, qc*SW + pc] for the ``cg``
+    planes of the flat input ``xf`` that begin at ``start`` (zero past the padded edge).
+    ``left`` is the left padding: padded column ``left + c`` is input column ``c``."""
+    plane = hq * wq
+    qa = min(wq, (left + SW - 1) // SW)  # phase columns [qa, qb) are inside the image
+    qb = max(qa, min(wq, (left + width) // SW))  # in every phase
+    for ci in range(cg):
+        for pr in range(SH):
+            for q in range(hq):
+                r = q * SH + pr
+                source = rows[r] if r < rows.size else -1
+                d0 = uint64(((ci * SH + pr) * SW) * plane + q * wq)
+                if source < 0:
+                    for pc in range(SW):
+                        for qc in range(wq):
+                            scratch[d0 + uint64(pc * plane + qc)] = 0
+                    continue
+                s = uint64(start + (ci * h + source) * width)
+                for pc in range(SW):  # border columns, through the map
+                    dp = d0 + uint64(pc * plane)
+                    for qc in range(qa):
+                        c = qc * SW + pc
+                        v = cols[c] if c < cols.size else -1
+                        scratch[dp + uint64(qc)] = xf[s + uint64(v)] if v >= 0 else 0
+                    for qc in range(qb, wq):
+                        c = qc * SW + pc
+                        v = cols[c] if c < cols.size else -1
+                        scratch[dp + uint64(qc)] = xf[s + uint64(v)] if v >= 0 else 0
+                s0, dq = s + uint64(qa * SW - left), d0 + uint64(qa)
+                for qc in range(qb - qa):  # the interior: every phase in one pass over the row
+                    for pc in range(SW):
+                        scratch[dq + uint64(pc * plane + qc)] = xf[s0 + uint64(qc * SW + pc)]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
