@@ -2,20 +2,25 @@
 
 * 1x1 kernels: ``out[n, g] = W[g] (O, C) @ x[n, g] (C, H*W)`` -- one batched
   product straight into the NCHW output, no copy of the input at stride 1.
-* everything else: im2col in the (C*kH*kW, H_out*W_out) layout, built by a Numba
-  kernel that reads through the padding index maps (so any padding mode, no
-  padded copy), then ``W[g] @ cols[g]`` written into the output.  The column
-  matrix is built for a tile of samples, or of output rows of one sample, at a
-  time, bounded by ``TILE_BYTES``: memory stays flat whatever the batch or image.
+* everything else: each tile of samples is split once into padded stride-phase
+  planes (read through the padding index maps: any padding mode, any stride), and
+  the column matrix ``(C*kH*kW, pixels)`` of a band of output rows is copied out of
+  them -- at any stride every column row is a contiguous run of one phase plane --
+  then ``W[g] @ cols[g]`` is written into the output.  A band's column matrix is
+  about ``TILE_BYTES`` (so it is still in cache for its product) but at least
+  ``MIN_PIXELS`` wide (so the product stays efficient): memory stays flat whatever
+  the batch or image.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ..padding import index_map
+from .direct import _phase_planes
 
-TILE_BYTES = 32 << 20
+TILE_BYTES = 1 << 20  # a column tile that stays in L2 for its product (measured: 0.5-1 MiB)
+MIN_PIXELS = 512  # but wide enough for an efficient product
 
 
 def supports(problem) -> bool:
@@ -39,28 +44,68 @@ def run(x, w, b, p):
 
 
 def _im2col_gemm(x, wmat, out, p):
-    """Column matrices for a tile of samples, or of output rows when one sample's is too
-    large, never more than about ``TILE_BYTES``."""
+    """Per tile of samples: the input split once into padded stride-phase planes (every
+    padding mode through the index maps), then column matrices for bands of output rows
+    copied out of them -- every column row is a contiguous run of a phase plane, at any
+    stride -- each about ``TILE_BYTES``, so a band stays in cache for its product."""
     spec = p.spec
     (top, bottom), (left, right) = spec.pads
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
     rows = index_map(p.h, top, bottom, spec.padding_mode)
     cols = index_map(p.w, left, right, spec.padding_mode)
+    hq, wq = -(-rows.size // sh), -(-cols.size // sw)
     g, k = wmat.shape[0], wmat.shape[2]
     row_bytes = p.c_in * p.kh * p.kw * p.out_w * p.dtype.itemsize
-    band = max(1, min(p.out_h, TILE_BYTES // max(1, row_bytes)))  # output rows per tile
+    band = max(TILE_BYTES // max(1, row_bytes), -(-MIN_PIXELS // p.out_w))
+    band = max(1, min(p.out_h, band))  # output rows per tile
     tile = max(1, min(p.n, TILE_BYTES // max(1, row_bytes * p.out_h))) if band == p.out_h else 1
+    planes = np.empty((tile, p.c_in * sh * sw * hq * wq), dtype=p.dtype)
     buf = np.empty((tile, p.c_in * p.kh * p.kw, band * p.out_w), dtype=p.dtype)
     flat_out = out.reshape(p.n, g, -1, p.out_h * p.out_w)
     for n0 in range(0, p.n, tile):
         nt = min(tile, p.n - n0)
+        _phase_split(x, n0, nt, rows, cols, left, sh, sw, hq, wq, planes)
         for oh0 in range(0, p.out_h, band):
             oh1 = min(p.out_h, oh0 + band)
             pixels = (oh1 - oh0) * p.out_w
             cols_tile = buf[:nt, :, :pixels]
-            _im2col(x, n0, nt, rows, cols, p.kh, p.kw, spec.stride[0], spec.stride[1],
-                    spec.dilation[0], spec.dilation[1], oh0, oh1, p.out_w, cols_tile)
+            _im2col_phases(planes, nt, p.c_in, p.kh, p.kw, sh, sw, dh, dw, hq, wq, oh0, oh1,
+                           p.out_w, cols_tile)
             _products(wmat, cols_tile.reshape(nt, g, k, pixels),
                       flat_out[n0:n0 + nt, :, :, oh0 * p.out_w:oh1 * p.out_w])
+
+
+@njit(parallel=True, cache=True)
+def _phase_split(x, n0, nt, rows, cols, left, sh, sw, hq, wq, planes):
+    """planes[t] = the padded stride-phase planes of every channel of sample n0 + t."""
+    c_in, h, width = x.shape[1:]
+    xf, size = x.reshape(-1), sh * sw * hq * wq
+    for task in prange(nt * c_in):
+        t, c = task // c_in, task % c_in
+        _phase_planes(xf, ((n0 + t) * c_in + c) * h * width, h, width, 1, rows, cols, left,
+                      sh, sw, hq, wq, planes[t, c * size:(c + 1) * size])
+
+
+@njit(parallel=True, cache=True)
+def _im2col_phases(planes, nt, c_in, kh, kw, sh, sw, dh, dw, hq, wq, oh0, oh1, out_w, buf):
+    """buf[t, (c, i, j), (oh - oh0, ow)] = padded x[t, c, oh*sh + i*dh, ow*sw + j*dw], read
+    as phase ((i*dh) % sh, (j*dw) % sw) at (oh + i*dh // sh, ow + j*dw // sw)."""
+    taps = kh * kw
+    size = sh * sw * hq * wq
+    for task in prange(nt * c_in * taps):
+        t = task // (c_in * taps)
+        k = task - t * c_in * taps
+        c = k // taps
+        i = (k - c * taps) // kw
+        j = k - c * taps - i * kw
+        phase = ((i * dh) % sh) * sw + (j * dw) % sw
+        base = uint64(c * size + phase * hq * wq + (i * dh // sh) * wq + j * dw // sw)
+        src, dst = planes[t], buf[t, k]
+        for oh in range(oh0, oh1):
+            s = base + uint64(oh * wq)
+            d = uint64((oh - oh0) * out_w)
+            for ow in range(out_w):
+                dst[d + uint64(ow)] = src[s + uint64(ow)]
 
 
 def _products(wmat, cols, out):
