@@ -80,6 +80,28 @@ def test_every_backward_route_matches_torch(shape, kernel, settings):
         assert_close(got, want, tol=1e-9)
 
 
+
+def test_dense_gradients_in_bands_of_output_rows(monkeypatch):
+    """Tiny column tiles force several bands per image (and the reflect border's fold
+    across band edges) in both dense gradients and the forward."""
+    from convkit.kernels import gemm
+    monkeypatch.setattr(gemm, "TILE_BYTES", 256)
+    monkeypatch.setattr(gemm, "MIN_PIXELS", 1)
+    x, w = rng.standard_normal((2, 3, 11, 9)), rng.standard_normal((4, 3, 3, 2))
+    settings = dict(stride=(2, 1), padding=(2, 1), dilation=(1, 2), padding_mode="reflect")
+    out = convkit.conv2d(x, w, **settings)
+    assert gemm.band_shape(kernels_problem(x, w, settings))[0] < out.shape[2]
+    go = rng.standard_normal(out.shape)
+    for got, want in zip(convkit.conv2d_backward(go, x, w, **settings),
+                         torch_conv2d_grads(go, x, w, **settings)):
+        assert_close(got, want, tol=1e-9)
+
+
+def kernels_problem(x, w, settings):
+    from convkit import kernels, spec
+    resolved = spec.parse_settings(**settings).resolve(w.shape[2:], x.shape[2:])
+    return kernels.Problem.of(x.shape, w.shape, resolved, x.dtype)
+
 def test_per_sample_backward_equals_a_loop():
     x = rng.standard_normal((3, 4, 8, 7))
     w = rng.standard_normal((3, 6, 2, 3, 3))

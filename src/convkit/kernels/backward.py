@@ -57,14 +57,18 @@ def input_gradient(grad_out, w, p):
     grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
-    pixels = p.out_h * p.out_w
-    go = grad_out.reshape(p.n, g, og, pixels)
-    buf = np.empty((g, k, pixels), dtype=p.dtype)
+    go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
+    band = gemm.band_shape(p)[0]  # bands of output rows, as the forward's columns
+    pool = np.empty(g * k * band * p.out_w, dtype=p.dtype)
     for n in range(p.n):
-        for gi in range(g):
-            np.matmul(wt[gi], go[n, gi], out=buf[gi])
-        _col2im(buf.reshape(p.c_in * p.kh * p.kw, pixels), grad[n], p.kh, p.kw, p.out_h,
-                p.out_w, *geometry)
+        for oh0 in range(0, p.out_h, band):
+            oh1 = min(p.out_h, oh0 + band)
+            pixels = slice(oh0 * p.out_w, oh1 * p.out_w)
+            buf = pool[:g * k * (oh1 - oh0) * p.out_w].reshape(g, k, -1)
+            for gi in range(g):
+                np.matmul(wt[gi], go[n, gi, :, pixels], out=buf[gi])
+            _col2im(buf.reshape(p.c_in * p.kh * p.kw, -1), grad[n], p.kh, p.kw, oh0, oh1,
+                    p.out_w, *geometry)
     return grad
 
 
@@ -148,36 +152,34 @@ def weight_gradient(grad_out, x, p):
         _weight_grad_flat(grad_out, x, grad, *geometry, p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
-    pixels = p.out_h * p.out_w
-    go = grad_out.reshape(p.n, g, og, pixels)
+    go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
     flat = grad.reshape(g, og, k)
-    buf = np.empty((1, p.c_in * p.kh * p.kw, pixels), dtype=p.dtype)
-    for n in range(p.n):
-        rows, cols, sh, sw, dh, dw = geometry
-        gemm._im2col(x, n, 1, rows, cols, p.kh, p.kw, sh, sw, dh, dw, 0, p.out_h, p.out_w, buf)
-        per_group = buf[0].reshape(g, k, pixels)
-        for gi in range(g):
-            flat[gi] += go[n, gi] @ per_group[gi].T
+    for n0, nt, pixels, columns in gemm.column_bands(x, p):  # the forward's bands
+        per_group = columns.reshape(nt, g, k, -1)
+        for n in range(nt):
+            for gi in range(g):
+                flat[gi] += go[n0 + n, gi, :, pixels] @ per_group[n, gi].T
     return grad
 
 
 @njit(parallel=True, cache=True)
-def _col2im(buf, grad, kh, kw, out_h, out_w, rows, cols, sh, sw, dh, dw):
-    """grad[c, rows[oh*sh + i*dh], cols[ow*sw + j*dw]] += buf[(c, i, j), (oh, ow)]."""
+def _col2im(buf, grad, kh, kw, oh0, oh1, out_w, rows, cols, sh, sw, dh, dw):
+    """grad[c, rows[oh*sh + i*dh], cols[ow*sw + j*dw]] += buf[(c, i, j), (oh - oh0, ow)]
+    for the band of output rows oh0 <= oh < oh1."""
     c_in = grad.shape[0]
     taps = kh * kw
     for c in prange(c_in):  # each task owns one input channel: no write conflicts
         for i in range(kh):
             for j in range(kw):
                 src = buf[c * taps + i * kw + j]
-                for oh in range(out_h):
+                for oh in range(oh0, oh1):
                     r = rows[oh * sh + i * dh]
                     if r < 0:
                         continue
                     for ow in range(out_w):
                         q = cols[ow * sw + j * dw]
                         if q >= 0:
-                            grad[c, r, q] += src[oh * out_w + ow]
+                            grad[c, r, q] += src[(oh - oh0) * out_w + ow]
 
 
 @njit(parallel=True, fastmath=True, cache=True)

@@ -2,14 +2,10 @@
 
 * 1x1 kernels: ``out[n, g] = W[g] (O, C) @ x[n, g] (C, H*W)`` -- one batched
   product straight into the NCHW output, no copy of the input at stride 1.
-* everything else: each tile of samples is split once into padded stride-phase
-  planes (read through the padding index maps: any padding mode, any stride), and
-  the column matrix ``(C*kH*kW, pixels)`` of a band of output rows is copied out of
-  them -- at any stride every column row is a contiguous run of one phase plane --
-  then ``W[g] @ cols[g]`` is written into the output.  A band's column matrix is
-  about ``TILE_BYTES`` (so it is still in cache for its product) but at least
-  ``MIN_PIXELS`` wide (so the product stays efficient): memory stays flat whatever
-  the batch or image.
+* everything else: column matrices ``(C*kH*kW, pixels)`` for bands of output rows
+  (see :func:`column_bands`: built from stride-phase planes, cache-sized, any padding
+  mode and stride), each multiplied as ``W[g] @ cols[g]`` into the output.  Memory
+  stays flat whatever the batch or image.  The gradients reuse the same bands.
 """
 from __future__ import annotations
 
@@ -44,35 +40,48 @@ def run(x, w, b, p):
 
 
 def _im2col_gemm(x, wmat, out, p):
-    """Per tile of samples: the input split once into padded stride-phase planes (every
-    padding mode through the index maps), then column matrices for bands of output rows
-    copied out of them -- every column row is a contiguous run of a phase plane, at any
-    stride -- each about ``TILE_BYTES``, so a band stays in cache for its product."""
+    g, k = wmat.shape[0], wmat.shape[2]
+    flat_out = out.reshape(p.n, g, -1, p.out_h * p.out_w)
+    for n0, nt, pixels, columns in column_bands(x, p):
+        _products(wmat, columns.reshape(nt, g, k, -1), flat_out[n0:n0 + nt, :, :, pixels])
+
+
+def band_shape(p):
+    """(output rows per band, samples per tile) for column matrices of about
+    ``TILE_BYTES`` and at least ``MIN_PIXELS`` wide; several samples only for whole images."""
+    row_bytes = p.c_in * p.kh * p.kw * p.out_w * p.dtype.itemsize
+    band = max(TILE_BYTES // max(1, row_bytes), -(-MIN_PIXELS // p.out_w))
+    band = max(1, min(p.out_h, band))
+    tile = max(1, min(p.n, TILE_BYTES // max(1, row_bytes * p.out_h))) if band == p.out_h else 1
+    return band, tile
+
+
+def column_bands(x, p):
+    """Yield ``(n0, nt, pixels, columns)``: the column matrices ``(nt, C*kH*kW, band)`` of
+    samples ``n0:n0 + nt`` for the output pixels ``pixels`` (a slice of ``H_out*W_out``),
+    band after band.  Each tile of samples is split once into padded stride-phase planes
+    (every padding mode through the index maps), and each band's columns are copied out
+    of them: at any stride every column row is a contiguous run of one phase plane.  A
+    band is about ``TILE_BYTES`` (still in cache for its product) but at least
+    ``MIN_PIXELS`` wide (so the product stays efficient); the buffer is reused."""
     spec = p.spec
     (top, bottom), (left, right) = spec.pads
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     rows = index_map(p.h, top, bottom, spec.padding_mode)
     cols = index_map(p.w, left, right, spec.padding_mode)
     hq, wq = -(-rows.size // sh), -(-cols.size // sw)
-    g, k = wmat.shape[0], wmat.shape[2]
-    row_bytes = p.c_in * p.kh * p.kw * p.out_w * p.dtype.itemsize
-    band = max(TILE_BYTES // max(1, row_bytes), -(-MIN_PIXELS // p.out_w))
-    band = max(1, min(p.out_h, band))  # output rows per tile
-    tile = max(1, min(p.n, TILE_BYTES // max(1, row_bytes * p.out_h))) if band == p.out_h else 1
+    band, tile = band_shape(p)
     planes = np.empty((tile, p.c_in * sh * sw * hq * wq), dtype=p.dtype)
     buf = np.empty((tile, p.c_in * p.kh * p.kw, band * p.out_w), dtype=p.dtype)
-    flat_out = out.reshape(p.n, g, -1, p.out_h * p.out_w)
     for n0 in range(0, p.n, tile):
         nt = min(tile, p.n - n0)
         _phase_split(x, n0, nt, rows, cols, left, sh, sw, hq, wq, planes)
         for oh0 in range(0, p.out_h, band):
             oh1 = min(p.out_h, oh0 + band)
-            pixels = (oh1 - oh0) * p.out_w
-            cols_tile = buf[:nt, :, :pixels]
+            columns = buf[:nt, :, :(oh1 - oh0) * p.out_w]
             _im2col_phases(planes, nt, p.c_in, p.kh, p.kw, sh, sw, dh, dw, hq, wq, oh0, oh1,
-                           p.out_w, cols_tile)
-            _products(wmat, cols_tile.reshape(nt, g, k, pixels),
-                      flat_out[n0:n0 + nt, :, :, oh0 * p.out_w:oh1 * p.out_w])
+                           p.out_w, columns)
+            yield n0, nt, slice(oh0 * p.out_w, oh1 * p.out_w), columns
 
 
 @njit(parallel=True, cache=True)
@@ -114,27 +123,3 @@ def _products(wmat, cols, out):
     for n in range(cols.shape[0]):
         for g in range(wmat.shape[0]):
             np.matmul(wmat[g], cols[n, g], out=out[n, g])
-
-
-@njit(parallel=True, cache=True)
-def _im2col(x, n0, nt, rows, cols, kh, kw, sh, sw, dh, dw, oh0, oh1, out_w, buf):
-    """buf[t, (c, i, j), (oh - oh0, ow)] = padded x[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]
-    for output rows oh0 <= oh < oh1."""
-    c_in = x.shape[1]
-    taps = kh * kw
-    for task in prange(nt * c_in * taps):
-        t = task // (c_in * taps)
-        k = task - t * c_in * taps
-        c = k // taps
-        i = (k - c * taps) // kw
-        j = k - c * taps - i * kw
-        for oh in range(oh0, oh1):
-            dst = buf[t, k, (oh - oh0) * out_w:(oh - oh0 + 1) * out_w]
-            r = rows[oh * sh + i * dh]
-            if r < 0:
-                dst[:] = 0
-                continue
-            src = x[n0 + t, c, r]
-            for ow in range(out_w):
-                cc = cols[ow * sw + j * dw]
-                dst[ow] = src[cc] if cc >= 0 else 0
