@@ -7,13 +7,19 @@ through them, so no padding mode needs a full padded copy of the input.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .spec import PaddingMode
 
 
+@lru_cache(maxsize=256)
 def index_map(size: int, lo: int, hi: int, mode: PaddingMode) -> np.ndarray:
     """Source index of every position of an axis padded by ``(lo, hi)``; -1 means zero.
+
+    Cached (a layer asks for the same maps on every call): the array is shared, so
+    callers read it and never write to it.
 
     >>> index_map(4, 2, 2, PaddingMode.REFLECT).tolist()
     [2, 1, 0, 1, 2, 3, 2, 1]
