@@ -27,7 +27,7 @@ from numba import njit, prange, uint64
 
 from ..padding import index_map
 from ..spec import ConvSpec, PaddingMode
-from . import Problem, gemm, run
+from . import Problem, blas, gemm, run
 from .direct import _pad_planes
 
 
@@ -58,9 +58,10 @@ def input_gradient(grad_out, w, p):
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
-    band = gemm.band_shape(p)[0]  # bands of output rows, as the forward's columns
-    pool = np.empty(g * k * band * p.out_w, dtype=p.dtype)
-    for n in range(p.n):
+    band = gemm.band_rows(p)  # bands of output rows, as the forward's columns
+
+    def sample(n):  # scatters into grad[n] only
+        pool = np.empty(g * k * band * p.out_w, dtype=p.dtype)
         for oh0 in range(0, p.out_h, band):
             oh1 = min(p.out_h, oh0 + band)
             pixels = slice(oh0 * p.out_w, oh1 * p.out_w)
@@ -69,6 +70,7 @@ def input_gradient(grad_out, w, p):
                 np.matmul(wt[gi], go[n, gi, :, pixels], out=buf[gi])
             _col2im(buf.reshape(p.c_in * p.kh * p.kw, -1), grad[n], p.kh, p.kw, oh0, oh1,
                     p.out_w, *geometry)
+    blas.parallel(sample, range(p.n), gemm.flops(p))
     return grad
 
 
@@ -83,13 +85,19 @@ def _pointwise_input_gradient(grad_out, w, p):
     g, og, cg = p.spec.groups, p.group_out, p.group_in
     wt = np.ascontiguousarray(w.reshape(g, og, cg).transpose(0, 2, 1))
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
-    if p.spec.stride == (1, 1):
-        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
-        np.matmul(wt, go, out=grad.reshape(p.n, g, cg, p.h * p.w))
-        return grad
     (sh, sw) = p.spec.stride
-    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
-    grad[:, :, ::sh, ::sw] = np.matmul(wt, go).reshape(p.n, p.c_in, p.out_h, p.out_w)
+    if (sh, sw) == (1, 1):
+        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        flat = grad.reshape(p.n, g, cg, p.h * p.w)
+
+        def sample(n):
+            np.matmul(wt, go[n], out=flat[n])
+    else:
+        grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+
+        def sample(n):
+            grad[n, :, ::sh, ::sw] = np.matmul(wt, go[n]).reshape(p.c_in, p.out_h, p.out_w)
+    blas.parallel(sample, range(p.n), gemm.flops(p))
     return grad
 
 
@@ -100,7 +108,10 @@ def _pointwise_weight_gradient(grad_out, x, p):
     xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw]
     xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
-    grad = np.matmul(go, xs.transpose(0, 1, 3, 2)).sum(axis=0, dtype=p.dtype)
+
+    def add(n, acc):
+        acc += np.matmul(go[n], xs[n].transpose(0, 2, 1))
+    grad = blas.accumulate(add, p.n, (g, og, cg), p.dtype, gemm.flops(p))
     return grad.reshape(p.c_out, cg, 1, 1)
 
 
@@ -146,29 +157,29 @@ def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
     if _pointwise(p):
         return _pointwise_weight_gradient(grad_out, x, p)
-    geometry = _geometry(p)
-    grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
     if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
-        _weight_grad_flat(grad_out, x, grad, *geometry, p.spec.groups)
+        grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
+        _weight_grad_flat(grad_out, x, grad, *_geometry(p), p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
-    flat = grad.reshape(g, og, k)
-    for n0, nt, pixels, columns in gemm.column_bands(x, p):  # the forward's bands
-        per_group = columns.reshape(nt, g, k, -1)
-        for n in range(nt):
+
+    def add(n, acc):  # the forward's column bands
+        for pixels, columns in gemm.sample_bands(x, p, n):
+            per_group = columns.reshape(g, k, -1)
             for gi in range(g):
-                flat[gi] += go[n0 + n, gi, :, pixels] @ per_group[n, gi].T
-    return grad
+                acc[gi] += go[n, gi, :, pixels] @ per_group[gi].T
+    grad = blas.accumulate(add, p.n, (g, og, k), p.dtype, gemm.flops(p))
+    return grad.reshape(p.c_out, p.group_in, p.kh, p.kw)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _col2im(buf, grad, kh, kw, oh0, oh1, out_w, rows, cols, sh, sw, dh, dw):
     """grad[c, rows[oh*sh + i*dh], cols[ow*sw + j*dw]] += buf[(c, i, j), (oh - oh0, ow)]
     for the band of output rows oh0 <= oh < oh1."""
     c_in = grad.shape[0]
     taps = kh * kw
-    for c in prange(c_in):  # each task owns one input channel: no write conflicts
+    for c in range(c_in):
         for i in range(kh):
             for j in range(kw):
                 src = buf[c * taps + i * kw + j]
