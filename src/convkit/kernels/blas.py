@@ -36,8 +36,7 @@ def parallel(work, tasks, flops: float) -> None:
     the BLAS library single-threaded.  Tasks must not write to the same memory.  Below
     ``SMALL_FLOPS`` of work the calling thread runs them all, BLAS untouched."""
     tasks = list(tasks)
-    threads = min(numba.get_num_threads(), len(tasks))
-    if threads <= 1 or flops < SMALL_FLOPS:
+    if flops < SMALL_FLOPS:
         for task in tasks:
             work(task)
         return
@@ -51,6 +50,7 @@ def parallel(work, tasks, flops: float) -> None:
                 return
             work(task)
 
+    threads = min(numba.get_num_threads(), len(tasks))
     with single_threaded_blas():
         helpers = [_pool().submit(drain) for _ in range(threads - 1)]
         try:
