@@ -5,12 +5,13 @@ Routes, first match wins (the same for both gradients where it applies):
 ``1x1, no padding``  both gradients are batched matrix products (BLAS), the input
     gradient placed on the stride grid.
 ``input_gradient``  d(out)/d(input) applied to grad_output -- a transposed convolution.
-    Grouped, stride 1: a forward correlation of grad_output with the flipped kernels, on
-    the forward table's kernels; zero padding within the kernel's extent gives the input
+    Stride 1 (dense or grouped): a forward correlation of grad_output with the flipped
+    kernels, on the forward table's kernels (so Winograd, GEMM or direct, whichever the
+    table picks -- measured faster than the col2im scatter below); zero padding within the kernel's extent gives the input
     gradient directly, any other padding is folded back through the index maps.
     Small groups at a stride: a direct Numba scatter per (sample, group) into a
-    phase-major padded scratch, folded once.  Dense: per sample,
-    ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba col2im scatter-adds
+    phase-major padded scratch, folded once.  Dense at a stride: per sample and band of
+    output rows, ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba col2im scatter-adds
     each column into the input *through the padding index maps*, so the fold back from
     padded to real coordinates (dropping zero padding, adding a reflected or wrapped
     border onto the pixel it copies) is fused, and a stride needs no zero-stuffed input.
@@ -46,7 +47,7 @@ def input_gradient(grad_out, w, p):
     """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
     if _pointwise(p):
         return _pointwise_input_gradient(grad_out, w, p)
-    if p.spec.groups > 1 and p.spec.stride == (1, 1):
+    if p.spec.stride == (1, 1):
         return _correlation_input_gradient(grad_out, w, p)
     geometry = _geometry(p)
     if _direct(p):  # sets every input pixel: no zero fill

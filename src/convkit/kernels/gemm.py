@@ -47,7 +47,7 @@ def run(x, w, b, p):
     if p.kh == p.kw == 1 and spec.pads == ((0, 0), (0, 0)):
         (sh, sw) = spec.stride
         xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw][:, :, :p.out_h, :p.out_w]
-        xs = xs.reshape(p.n, g, cg, -1)
+        xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
 
         def sample(n):
             _products(wmat, xs[n], flat_out[n], bias)
