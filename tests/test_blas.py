@@ -54,3 +54,22 @@ def test_accumulate_is_the_ordered_sum(n):
     got = blas.accumulate(add, n, (3, 4), np.float64, BIG)
     np.testing.assert_allclose(got, terms.sum(axis=0), rtol=1e-12)
     assert np.array_equal(got, blas.accumulate(add, n, (3, 4), np.float64, BIG))
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    """multiprocessing's fork start: the child must not wait on its parent's threads."""
+    import multiprocessing
+    blas.parallel(lambda task: None, range(4), BIG)  # the parent's pool exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_sum_in_pool, (20,))
+        assert result.get(timeout=60) == sum(range(20))
+
+
+def _sum_in_pool(n):
+    total, lock = [], threading.Lock()
+
+    def work(task):
+        with lock:
+            total.append(task)
+    blas.parallel(work, range(n), BIG)
+    return sum(total)

@@ -16,6 +16,7 @@ so one setting governs every convkit kernel.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -100,6 +101,15 @@ def _controller():
             controller = _state.setdefault(
                 "controller", ThreadpoolController().select(user_api="blas"))
     return controller
+
+
+def _forget_pool_in_child():
+    """A forked child has none of its parent's threads: start a new pool on demand."""
+    _state.pop("pool", None)
+    _state.pop("local", None)
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _pool() -> ThreadPoolExecutor:
