@@ -115,10 +115,11 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
         d = np.empty((4, span), dtype=x.dtype)
         t_ = np.empty((4, span), dtype=x.dtype)
         for tr in range(tr0, tr1):
-            for i in range(4):
+            # padded row 2 tr + i lives in d[(2 tr + i) % 4]: consecutive tile rows share two
+            for i in range(0 if tr == tr0 else 2, 4):
                 pr = 2 * tr + i
                 r = rows[pr] if pr < rows.size else -1
-                row = d[i]
+                row = d[pr % 4]
                 if r < 0:
                     row[:] = 0
                     continue
@@ -130,8 +131,10 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
                 for q in range(inner_end, span):
                     k = cols[q] if q < cols.size else -1
                     row[q] = src[k] if k >= 0 else 0
+            first = (2 * tr) % 4
+            r0, r1, r2, r3 = d[first], d[first + 1], d[(first + 2) % 4], d[(first + 3) % 4]
             for q in range(span):  # rows: B^T d
-                d0, d1, d2, d3 = d[0, q], d[1, q], d[2, q], d[3, q]
+                d0, d1, d2, d3 = r0[q], r1[q], r2[q], r3[q]
                 t_[0, q] = d0 - d2
                 t_[1, q] = d1 + d2
                 t_[2, q] = d2 - d1
