@@ -43,8 +43,14 @@ below 1e-6, close to a direct float32 sum.
 """
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..padding import index_map
 
@@ -65,7 +71,7 @@ def supports(problem) -> bool:
 def transform_weights(w: np.ndarray) -> np.ndarray:
     """U (16, C_out, C_in) = G g G^T for every filter, summed in float64, in w's dtype."""
     u = np.empty((16, w.shape[0], w.shape[1]), dtype=w.dtype)
-    _weight_transform(w, u)
+    _weight_transform(w, u, 0, w.shape[0])
     return u
 
 
@@ -77,37 +83,97 @@ def run(x, w, b, p):
     # padded columns inner_lo..inner_hi-1 read input column q - left: copied in one piece
     inner_lo, inner_hi = max(left, 0), max(left, 0, min(cols.size, left + p.w))
     th, tw = (p.out_h + 1) // 2, (p.out_w + 1) // 2
-    u = transform_weights(w)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
+    u = np.empty((16, p.c_out, p.c_in), dtype=p.dtype)
 
-    row_bytes = 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize  # V + M per tile row
-    band = max(1, min(th, TILE_BYTES // row_bytes))
-    chunk = max(1, min(p.n, TILE_BYTES // (row_bytes * th))) if band == th else 1
-    v_buf = np.empty(16 * p.c_in * chunk * band * tw, dtype=p.dtype)
-    m_buf = np.empty(16 * p.c_out * chunk * band * tw, dtype=p.dtype)
-    for n0 in range(0, p.n, chunk):
-        nt = min(chunk, p.n - n0)
-        for tr0 in range(0, th, band):
-            tr1 = min(th, tr0 + band)
+    with _LOCK, _blas_limit() as workers:
+        units = work_units(p.n, th, 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize,
+                           workers, TILE_BYTES)
+        largest = max(nt * (tr1 - tr0) for _, nt, tr0, tr1 in units) * tw
+        buffers = queue.SimpleQueue()  # one (V, M) pair per worker, reused unit after unit
+        for _ in range(min(workers, len(units))):
+            buffers.put((np.empty(16 * p.c_in * largest, p.dtype),
+                         np.empty(16 * p.c_out * largest, p.dtype)))
+
+        def unit(n0, nt, tr0, tr1):
             tiles = nt * (tr1 - tr0) * tw
+            v_buf, m_buf = buffers.get()
             v = v_buf[:16 * p.c_in * tiles].reshape(16, p.c_in, tiles)
             m = m_buf[:16 * p.c_out * tiles].reshape(16, p.c_out, tiles)
             _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, v)
             for z in range(16):
                 np.matmul(u[z], v[z], out=m[z])
             _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
+            buffers.put((v_buf, m_buf))
+
+        if workers == 1:
+            _weight_transform(w, u, 0, p.c_out)
+            for task in units:
+                unit(*task)
+        else:
+            pool = _pool(workers)
+            bounds = [p.c_out * i // workers for i in range(workers + 1)]
+            list(pool.map(lambda i: _weight_transform(w, u, bounds[i], bounds[i + 1]),
+                          range(workers)))
+            list(pool.map(lambda task: unit(*task), units))  # workers take units as they free up
     return out
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+def work_units(n, tile_rows, row_bytes, workers, budget):
+    """(n0, samples, tr0, tr1) pieces of the work: whole samples while one sample's V + M
+    fits ``budget`` (and there are at least ``workers`` samples), else bands of tile rows;
+    at least ``workers`` pieces when there is that much to split, sizes balanced."""
+    sample_bytes = tile_rows * row_bytes
+    if sample_bytes <= budget and n >= workers:
+        count = max(-(-n // max(1, budget // sample_bytes)), workers)
+        edges = [n * i // count for i in range(count + 1)]
+        return [(a, b - a, 0, tile_rows) for a, b in zip(edges, edges[1:]) if b > a]
+    per_sample = max(-(-tile_rows // max(1, budget // row_bytes)), -(-workers // n))
+    per_sample = min(per_sample, tile_rows)
+    edges = [tile_rows * i // per_sample for i in range(per_sample + 1)]
+    return [(s, 1, a, b) for s in range(n) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+_LOCK = threading.Lock()  # one call at a time: the BLAS limit is process-wide
+_POOLS: dict = {}
+_CONTROLLER = []
+
+
+def _pool(workers):
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="convkit-winograd")
+    return _POOLS[workers]
+
+
+@contextmanager
+def _blas_limit():
+    """Yield the worker count, with BLAS held to one thread while the workers run (each runs
+    its own products).  Without threadpoolctl: one worker and BLAS's own threads."""
+    workers = numba.get_num_threads()
+    if workers > 1 and not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    controller = _CONTROLLER[0] if _CONTROLLER else None
+    if workers == 1 or controller is None:
+        yield 1
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield workers
+
+
+@njit(nogil=True, fastmath=True, cache=True)
 def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, v):
     """v[z, c, t] = (B^T d B)[z] for the 4x4 patch d of tile t = (sample, tile row, tile
     col) of channel c; padded positions past the map's end read as zero."""
     c_in = x.shape[1]
     span = 2 * tw + 2  # padded columns the tiles of one row read
     n_rows = tr1 - tr0
-    for task in prange(nt * c_in):
+    for task in range(nt * c_in):
         s = task // c_in
         c = task - s * c_in
         plane = x[n0 + s, c]
@@ -152,13 +218,13 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
                     v3[base + tc] = e1 - e3
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def _output_transform(m, bias, n0, nt, tr0, tr1, tw, out):
     """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output."""
     c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
     full = out_w // 2  # tile columns with both output columns inside
-    for task in prange(nt * c_out):
+    for task in range(nt * c_out):
         s = task // c_out
         o = task - s * c_out
         bo = bias[o]
@@ -186,12 +252,12 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, out):
                     row[2 * full] = u0[full] + u1[full] + u2[full] + bo
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _weight_transform(w, u):
-    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b], each filter's sums in float64."""
+@njit(nogil=True, fastmath=True, cache=True)
+def _weight_transform(w, u, o0, o1):
+    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64."""
     c_in = w.shape[1]
-    for o in prange(w.shape[0]):
-        t = np.empty((4, 3))
+    t = np.empty((4, 3))
+    for o in range(o0, o1):
         for c in range(c_in):
             g = w[o, c]
             for j in range(3):  # rows: G g
