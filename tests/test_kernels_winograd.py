@@ -111,10 +111,34 @@ def test_winograd_tiles_samples_and_tile_rows(monkeypatch):
     w = rng.standard_normal((16, 16, 3, 3))
     b = rng.standard_normal(16)
     expected = torch_conv2d(x, w, b, padding=((1, 2), (0, 1)), padding_mode="circular")
-    for budget in (16 * 32 * 5 * 8 * 6 * 2, 16 * 32 * 5 * 8 * 2, 1):  # 2 samples, 2 rows, 1
-        monkeypatch.setattr(winograd, "TILE_BYTES", budget)
-        out, _ = run_winograd(x, w, b, padding=((1, 2), (0, 1)), padding_mode="circular")
-        assert_close(out, expected)
+    for serial_flops in (0, 1 << 60):  # the worker pool, the calling thread alone
+        monkeypatch.setattr(winograd, "SERIAL_FLOPS", serial_flops)
+        for budget in (16 * 32 * 5 * 8 * 6 * 2, 16 * 32 * 5 * 8 * 2, 1):  # 2 samples, 2 rows
+            monkeypatch.setattr(winograd, "TILE_BYTES", budget)
+            out, _ = run_winograd(x, w, b, padding=((1, 2), (0, 1)), padding_mode="circular")
+            assert_close(out, expected)
+
+
+def test_winograd_work_units_cover_the_work_once():
+    for n, rows, workers, budget in [(8, 28, 2, 8), (8, 7, 2, 100), (1, 28, 2, 1000),
+                                     (3, 5, 4, 1), (1, 1, 2, 1), (5, 9, 2, 10 ** 9)]:
+        units = winograd.work_units(n, rows, 1, workers, budget)
+        covered = sorted((s, r) for n0, nt, tr0, tr1 in units
+                         for s in range(n0, n0 + nt) for r in range(tr0, tr1))
+        assert covered == [(s, r) for s in range(n) for r in range(rows)]
+        assert len(units) >= min(workers, n * rows)
+
+
+def test_winograd_worker_failure_does_not_hang(monkeypatch):
+    """A unit that raises returns its buffers: the call fails instead of waiting forever."""
+    def boom(*args):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(winograd, "SERIAL_FLOPS", 0)
+    monkeypatch.setattr(winograd, "TILE_BYTES", 1)
+    monkeypatch.setattr(winograd, "_output_transform", boom)
+    x, w = np.ones((4, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    with pytest.raises(RuntimeError, match="boom"):
+        run_winograd(x, w, None, padding=1)
 
 
 def test_winograd_routing():

@@ -19,27 +19,34 @@ V[z] (C_in, tiles)`` -- BLAS does the bulk of the work.
 
 Stages:
 
-1. ``U = G g G^T`` for every (C_out, C_in) pair, once per call, in float64 and
-   then rounded (16 C_out C_in numbers: cheap next to the rest).
-2. Input transform (Numba): ``V[z, c, t] = (B^T d B)[z]``.  One parallel task per
-   (sample, channel) builds each band of 4 padded input rows through the padding
-   index maps (every padding mode, asymmetric pads, no padded copy of the input),
-   combines the rows as whole vectors, then the columns, storing each tile's 16
-   values along the contiguous tile axis.
+1. ``U = G g G^T`` for every (C_out, C_in) pair, once per call, summed in float64
+   and rounded once (16 C_out C_in numbers: cheap next to the rest).
+2. Input transform (Numba): ``V[z, c, t] = (B^T d B)[z]``.  For each channel the
+   padded input rows are gathered through the padding index maps (every padding
+   mode, asymmetric pads, no padded copy of the input), four at a time (two of
+   them shared with the previous tile row), combined as whole rows, then the
+   columns, storing each tile's 16 values along the contiguous tile axis.
 3. 16 BLAS products ``M[z] = U[z] @ V[z]``.
-4. Output transform (Numba): ``Y = A^T M A`` plus bias, one task per (sample,
-   output channel); the last tile row / column is cropped when the output size
-   is odd.
+4. Output transform (Numba): ``Y = A^T M A`` plus bias; the last tile row / column
+   is cropped when the output size is odd.
 
-Tiling: ``V`` and ``M`` are built for a chunk of samples at a time -- or a band
-of tile rows of one sample when one sample alone is larger -- bounded by
-``TILE_BYTES``, so memory stays flat whatever the batch or image size.
+Tiling and threads: stages 2-4 run on *units* -- a few samples, or a band of tile
+rows of one sample when one sample alone is larger -- whose ``V`` and ``M`` stay
+under ``TILE_BYTES``, so memory is flat whatever the batch or image size (one
+``V``/``M`` pair per worker, reused).  One worker per core (``numba.get_num_threads``)
+takes units from a shared list and runs all three stages of each itself, with
+BLAS held to one thread (threadpoolctl) for the call.  Alternating a Numba
+parallel region and multi-threaded BLAS products instead costs a synchronisation
+per product: on a shared machine each one waits for a descheduled thread, and
+that measured 5-40x slower than this layout, which only joins once per call (and
+a slow core just takes fewer units).  Small problems (``SERIAL_FLOPS``) run on
+the calling thread alone.
 
-Why F(2x2) and not F(4x4, 3x3) (4x fewer multiplies): the bigger transforms have
-entries up to 4-8 and amplify float32 rounding; measured on random data at
-512-1024 input channels F(4x4) (points 0, +-1, +-2 or +-1/2) reached 1.2-2e-5
-of max |out| (the tests allow 2e-5), F(3x3, 3x3) 4-9e-6, while F(2x2) stays
-below 1e-6, close to a direct float32 sum.
+Why F(2x2) and not F(4x4, 3x3) (4x fewer multiplies) or F(3x3, 3x3): the bigger
+transforms have larger entries and amplify float32 rounding.  Measured on random
+data with 512 input channels (error / max |out|): F(4x4) 0.8-1.8e-5 depending on
+the points (0, +-1, +-2, +-1/2), F(3x3) 4-6e-6, F(2x2) 7e-7 (a direct float32 sum:
+3e-7).  The tests allow 2e-5 and this kernel promises 5e-6: only F(2x2) has margin.
 """
 from __future__ import annotations
 
@@ -56,6 +63,7 @@ from ..padding import index_map
 
 TILE_BYTES = 8 << 20  # V + M per chunk: small enough to stay in cache
 MIN_CHANNELS = 16  # below this the transforms cost more than the products save
+SERIAL_FLOPS = 20_000_000  # smaller products: one worker, no pool hand-off or BLAS limit
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -87,7 +95,8 @@ def run(x, w, b, p):
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
     u = np.empty((16, p.c_out, p.c_in), dtype=p.dtype)
 
-    with _LOCK, _blas_limit() as workers:
+    product_flops = 32 * p.n * th * tw * p.c_in * p.c_out
+    with _LOCK, _blas_limit(product_flops >= SERIAL_FLOPS) as workers:
         units = work_units(p.n, th, 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize,
                            workers, TILE_BYTES)
         largest = max(nt * (tr1 - tr0) for _, nt, tr0, tr1 in units) * tw
@@ -99,13 +108,16 @@ def run(x, w, b, p):
         def unit(n0, nt, tr0, tr1):
             tiles = nt * (tr1 - tr0) * tw
             v_buf, m_buf = buffers.get()
-            v = v_buf[:16 * p.c_in * tiles].reshape(16, p.c_in, tiles)
-            m = m_buf[:16 * p.c_out * tiles].reshape(16, p.c_out, tiles)
-            _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, v)
-            for z in range(16):
-                np.matmul(u[z], v[z], out=m[z])
-            _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
-            buffers.put((v_buf, m_buf))
+            try:
+                v = v_buf[:16 * p.c_in * tiles].reshape(16, p.c_in, tiles)
+                m = m_buf[:16 * p.c_out * tiles].reshape(16, p.c_out, tiles)
+                _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1,
+                                 tw, v)
+                for z in range(16):
+                    np.matmul(u[z], v[z], out=m[z])
+                _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
+            finally:  # a failed unit must not leave the next one waiting for buffers
+                buffers.put((v_buf, m_buf))
 
         if workers == 1:
             _weight_transform(w, u, 0, p.c_out)
@@ -147,10 +159,11 @@ def _pool(workers):
 
 
 @contextmanager
-def _blas_limit():
+def _blas_limit(share=True):
     """Yield the worker count, with BLAS held to one thread while the workers run (each runs
-    its own products).  Without threadpoolctl: one worker and BLAS's own threads."""
-    workers = numba.get_num_threads()
+    its own products).  Small problems (``share`` false), or no threadpoolctl: one worker,
+    the calling thread, and BLAS's own threads."""
+    workers = numba.get_num_threads() if share else 1
     if workers > 1 and not _CONTROLLER:
         try:
             from threadpoolctl import ThreadpoolController
