@@ -83,6 +83,18 @@ def transform_weights(w: np.ndarray) -> np.ndarray:
     return u
 
 
+def spread_rows(rows: int, row_bytes: int) -> int:
+    """Rows (>= ``rows``) to allocate per transform point so that the 16 planes of a
+    ``(16, rows, ...)`` array start in 16 different L1 cache sets.  The transforms touch all
+    16 planes at once; planes a multiple of 4 KiB apart (64 x 784 float32 tiles is one)
+    would share one 8-way set and evict each other on every store."""
+    for extra in range(64):
+        stride = (rows + extra) * row_bytes
+        if len({(z * stride // 64) % 64 for z in range(16)}) == 16:
+            return rows + extra
+    return rows + 1
+
+
 def run(x, w, b, p):
     spec = p.spec
     (top, bottom), (left, right) = spec.pads
@@ -93,28 +105,32 @@ def run(x, w, b, p):
     th, tw = (p.out_h + 1) // 2, (p.out_w + 1) // 2
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
-    u = np.empty((16, p.c_out, p.c_in), dtype=p.dtype)
+    item = p.dtype.itemsize
+    u = np.empty((16, spread_rows(p.c_out, p.c_in * item), p.c_in), dtype=p.dtype)
 
     product_flops = 32 * p.n * th * tw * p.c_in * p.c_out
     with _LOCK, _blas_limit(product_flops >= SERIAL_FLOPS) as workers:
         units = work_units(p.n, th, 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize,
                            workers, TILE_BYTES)
-        largest = max(nt * (tr1 - tr0) for _, nt, tr0, tr1 in units) * tw
+        sizes = [nt * (tr1 - tr0) * tw for _, nt, tr0, tr1 in units]
+        v_size = max(16 * spread_rows(p.c_in, t * item) * t for t in sizes)
+        m_size = max(16 * spread_rows(p.c_out, t * item) * t for t in sizes)
         buffers = queue.SimpleQueue()  # one (V, M) pair per worker, reused unit after unit
         for _ in range(min(workers, len(units))):
-            buffers.put((np.empty(16 * p.c_in * largest, p.dtype),
-                         np.empty(16 * p.c_out * largest, p.dtype)))
+            buffers.put((np.empty(v_size, p.dtype), np.empty(m_size, p.dtype)))
 
         def unit(n0, nt, tr0, tr1):
             tiles = nt * (tr1 - tr0) * tw
             v_buf, m_buf = buffers.get()
             try:
-                v = v_buf[:16 * p.c_in * tiles].reshape(16, p.c_in, tiles)
-                m = m_buf[:16 * p.c_out * tiles].reshape(16, p.c_out, tiles)
+                v_rows = spread_rows(p.c_in, tiles * item)
+                m_rows = spread_rows(p.c_out, tiles * item)
+                v = v_buf[:16 * v_rows * tiles].reshape(16, v_rows, tiles)
+                m = m_buf[:16 * m_rows * tiles].reshape(16, m_rows, tiles)
                 _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1,
                                  tw, v)
                 for z in range(16):
-                    np.matmul(u[z], v[z], out=m[z])
+                    np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out])
                 _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
             finally:  # a failed unit must not leave the next one waiting for buffers
                 buffers.put((v_buf, m_buf))
@@ -267,21 +283,24 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, out):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _weight_transform(w, u, o0, o1):
-    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64."""
+    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64.  Scalars
+    only (no scratch array), so LLVM keeps everything in registers."""
     c_in = w.shape[1]
-    t = np.empty((4, 3))
     for o in range(o0, o1):
         for c in range(c_in):
             g = w[o, c]
-            for j in range(3):  # rows: G g
-                g0, g1, g2 = np.float64(g[0, j]), np.float64(g[1, j]), np.float64(g[2, j])
-                t[0, j] = g0
-                t[1, j] = 0.5 * (g0 + g1 + g2)
-                t[2, j] = 0.5 * (g0 - g1 + g2)
-                t[3, j] = g2
-            for a in range(4):  # columns: (G g) G^T
-                t0, t1, t2 = t[a, 0], t[a, 1], t[a, 2]
-                u[4 * a, o, c] = t0
-                u[4 * a + 1, o, c] = 0.5 * (t0 + t1 + t2)
-                u[4 * a + 2, o, c] = 0.5 * (t0 - t1 + t2)
-                u[4 * a + 3, o, c] = t2
+            # rows of G g: t[a][j], a = 0..3, j = 0..2
+            t00, t01, t02 = np.float64(g[0, 0]), np.float64(g[0, 1]), np.float64(g[0, 2])
+            t30, t31, t32 = np.float64(g[2, 0]), np.float64(g[2, 1]), np.float64(g[2, 2])
+            m0, m1, m2 = np.float64(g[1, 0]), np.float64(g[1, 1]), np.float64(g[1, 2])
+            t10, t11, t12 = 0.5 * (t00 + m0 + t30), 0.5 * (t01 + m1 + t31), 0.5 * (t02 + m2 + t32)
+            t20, t21, t22 = 0.5 * (t00 - m0 + t30), 0.5 * (t01 - m1 + t31), 0.5 * (t02 - m2 + t32)
+            # columns: (G g) G^T
+            u[0, o, c], u[3, o, c] = t00, t02
+            u[1, o, c], u[2, o, c] = 0.5 * (t00 + t01 + t02), 0.5 * (t00 - t01 + t02)
+            u[4, o, c], u[7, o, c] = t10, t12
+            u[5, o, c], u[6, o, c] = 0.5 * (t10 + t11 + t12), 0.5 * (t10 - t11 + t12)
+            u[8, o, c], u[11, o, c] = t20, t22
+            u[9, o, c], u[10, o, c] = 0.5 * (t20 + t21 + t22), 0.5 * (t20 - t21 + t22)
+            u[12, o, c], u[15, o, c] = t30, t32
+            u[13, o, c], u[14, o, c] = 0.5 * (t30 + t31 + t32), 0.5 * (t30 - t31 + t32)
