@@ -155,3 +155,26 @@ def test_winograd_routing():
     assert name(k=(3, 1)) == "gemm"
     assert kernels.choose(problem_of((2, 128, 12, 12), (64, 64, 3, 3), groups=2)).name == "gemm"
     assert kernels.choose(problem_of((2, 64, 12, 12), (64, 4, 3, 3), groups=16)).name == "direct"
+
+
+def _conv_in_child(queue_):
+    x, w = np.ones((4, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    queue_.put(float(convkit.conv2d(x, w, padding=1).sum()))
+
+
+def test_winograd_pool_works_in_a_forked_child(monkeypatch):
+    """The worker threads do not survive fork(): a child must not wait on the parent's pool."""
+    import multiprocessing
+    monkeypatch.setattr(winograd, "SERIAL_FLOPS", 0)
+    x, w = np.ones((4, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    expected = float(convkit.conv2d(x, w, padding=1).sum())  # the parent's pool is up
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_conv_in_child, args=(results,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung on the parent's worker pool"
+    assert results.get(timeout=5) == expected

@@ -40,7 +40,9 @@ parallel region and multi-threaded BLAS products instead costs a synchronisation
 per product: on a shared machine each one waits for a descheduled thread, and
 that measured 5-40x slower than this layout, which only joins once per call (and
 a slow core just takes fewer units).  Small problems (``SERIAL_FLOPS``) run on
-the calling thread alone.
+the calling thread alone.  Calls are serialised (the BLAS limit is process-wide:
+other threads' NumPy products run single-threaded meanwhile), and a forked child
+starts a pool of its own (the parent's threads do not survive ``fork``).
 
 Why F(2x2) and not F(4x4, 3x3) (4x fewer multiplies) or F(3x3, 3x3): the bigger
 transforms have larger entries and amplify float32 rounding.  Measured on random
@@ -50,6 +52,7 @@ the points (0, +-1, +-2, +-1/2), F(3x3) 4-6e-6, F(2x2) 7e-7 (a direct float32 su
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -166,6 +169,16 @@ def work_units(n, tile_rows, row_bytes, workers, budget):
 _LOCK = threading.Lock()  # one call at a time: the BLAS limit is process-wide
 _POOLS: dict = {}
 _CONTROLLER = []
+
+
+def _after_fork_in_child():
+    """A forked child has none of the parent's pool threads: start afresh."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    _POOLS.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _pool(workers):
