@@ -42,7 +42,12 @@ def run_kernel(name, x, w, b, **settings):
 @pytest.mark.parametrize("case", SUITE)
 def test_suite_routes_as_the_table_says(case):
     problem = suite_problem(case)
-    expected = "direct" if problem.spec.groups > 1 else "gemm"
+    if problem.spec.groups > 1:
+        expected = "direct"
+    elif case in ("resnet-3x3", "resnet-3x3-deep"):
+        expected = "winograd"  # dense 3x3 stride 1 with >= 16 channels
+    else:
+        expected = "gemm"
     assert kernels.choose(problem).name == expected
 
 
@@ -147,7 +152,9 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     code = ("import numpy as np, convkit\n"
             "x = np.ones((1, 4, 9, 9), np.float32)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4)\n"
-            "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n")
+            "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
+            "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"
+            "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n")
     env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -155,5 +162,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     log = second.stdout + second.stderr
     for kernel in ("specialised_kernel", "_any_geometry"):
         assert f"direct.{kernel}" in log or f"specialised.locals.{kernel}" in log, kernel
+    for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
+        assert f"winograd.{kernel}" in log, kernel
     assert "data loaded from" in log
     assert "data saved" not in log, "a kernel was compiled again in a fresh process"

@@ -1,0 +1,180 @@
+"""The Winograd F(2x2, 3x3) kernel against the reference and torch float64; its routing."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import convkit
+from convkit import kernels, spec
+from convkit.kernels import winograd
+from convkit.kernels.reference import conv2d_reference
+from oracle import assert_close, torch_conv2d
+
+MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
+FLOAT32_TOL = 5e-6  # the kernel's own bound, well inside the suite's 2e-5
+
+
+def problem_of(x_shape, w_shape, dtype=np.float32, **settings):
+    parsed = spec.parse_settings(**settings).resolve(w_shape[2:], x_shape[2:])
+    return kernels.Problem.of(x_shape, w_shape, parsed, dtype)
+
+
+def run_winograd(x, w, b, **settings):
+    problem = problem_of(x.shape, w.shape, x.dtype, **settings)
+    assert kernels.choose(problem).name == "winograd"
+    return kernels.run(x, w, b, problem), problem.spec
+
+
+def tol(dtype):
+    return FLOAT32_TOL if np.dtype(dtype) == np.float32 else None
+
+
+@settings(deadline=None, max_examples=30)
+@given(c_in=st.integers(16, 40), c_out=st.integers(16, 24), n=st.integers(1, 3),
+       h=st.integers(3, 12), w=st.integers(3, 12),
+       pads=st.tuples(*[st.integers(0, 3)] * 4), mode=st.sampled_from(MODES),
+       bias=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_against_reference(c_in, c_out, n, h, w, pads, mode, bias, dtype):
+    rng = np.random.default_rng(c_in + 7 * c_out + 31 * h + 101 * w)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    k = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype) if bias else None
+    top, bottom, left, right = pads
+    padding = ((top, bottom), (left, right))
+    try:
+        resolved = spec.parse_settings(padding=padding, padding_mode=mode).resolve(
+            (3, 3), (h, w))
+    except ValueError:
+        return  # reflect past its limit or an empty output: covered by test_errors
+    out, _ = run_winograd(x, k, b, padding=padding, padding_mode=mode)
+    assert out.dtype == dtype
+    expected = conv2d_reference(x, k, b, resolved)
+    assert_close(out, expected, dtype, tol(dtype))
+    assert_close(out, torch_conv2d(x, k, b, padding=padding, padding_mode=mode), dtype,
+                 tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_winograd_every_mode_asymmetric_pads_odd_sizes(mode, dtype):
+    rng = np.random.default_rng(len(mode))
+    x = rng.standard_normal((2, 17, 9, 8)).astype(dtype)
+    w = rng.standard_normal((19, 17, 3, 3)).astype(dtype)
+    b = rng.standard_normal(19).astype(dtype)
+    padding = ((2, 0), (1, 3))
+    out, _ = run_winograd(x, w, b, padding=padding, padding_mode=mode)
+    assert_close(out, torch_conv2d(x, w, b, padding=padding, padding_mode=mode), dtype,
+                 tol(dtype))
+
+
+@pytest.mark.parametrize("c_in", [256, 512])
+def test_winograd_float32_accuracy_many_channels(c_in):
+    """F(2x2) keeps float32 within 5e-6 of max |out| where F(4x4) reached 1.3e-5."""
+    rng = np.random.default_rng(c_in)
+    x = rng.standard_normal((2, c_in, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((32, c_in, 3, 3)).astype(np.float32)
+    out, _ = run_winograd(x, w, None, padding=1)
+    assert_close(out, torch_conv2d(x, w, None, padding=1), np.float32, FLOAT32_TOL)
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 56, 64), (2, 256, 14, 256)])
+def test_winograd_float32_accuracy_suite_shapes(shape):
+    n, c_in, hw, c_out = shape
+    rng = np.random.default_rng(hw)
+    x = rng.standard_normal((n, c_in, hw, hw)).astype(np.float32)
+    w = (rng.standard_normal((c_out, c_in, 3, 3)) / np.sqrt(9 * c_in)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    out, _ = run_winograd(x, w, b, padding=1)
+    assert_close(out, torch_conv2d(x, w, b, padding=1), np.float32, FLOAT32_TOL)
+
+
+def test_winograd_unbatched_and_non_contiguous_through_conv2d():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((20, 13, 22))
+    x = base[::-1, :, ::2]  # negative and doubled strides: not C-contiguous
+    w = rng.standard_normal((16, 20, 3, 3))
+    b = rng.standard_normal(16)
+    problem = problem_of((1, *x.shape), w.shape, np.float64, padding="same",
+                         padding_mode="reflect")
+    assert kernels.choose(problem).name == "winograd"
+    for dtype in (np.float32, np.float64):
+        out = convkit.conv2d(x.astype(dtype), w.astype(dtype), b.astype(dtype),
+                             padding="same", padding_mode="reflect")
+        expected = torch_conv2d(x[None], w, b, padding=1, padding_mode="reflect")[0]
+        assert out.shape == expected.shape
+        assert_close(out, expected, dtype, tol(dtype))
+
+
+def test_winograd_tiles_samples_and_tile_rows(monkeypatch):
+    """Workspace larger than TILE_BYTES: a few samples, or a band of tile rows, at a time."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 16, 11, 9))
+    w = rng.standard_normal((16, 16, 3, 3))
+    b = rng.standard_normal(16)
+    expected = torch_conv2d(x, w, b, padding=((1, 2), (0, 1)), padding_mode="circular")
+    for serial_flops in (0, 1 << 60):  # the worker pool, the calling thread alone
+        monkeypatch.setattr(winograd, "SERIAL_FLOPS", serial_flops)
+        for budget in (16 * 32 * 5 * 8 * 6 * 2, 16 * 32 * 5 * 8 * 2, 1):  # 2 samples, 2 rows
+            monkeypatch.setattr(winograd, "TILE_BYTES", budget)
+            out, _ = run_winograd(x, w, b, padding=((1, 2), (0, 1)), padding_mode="circular")
+            assert_close(out, expected)
+
+
+def test_winograd_work_units_cover_the_work_once():
+    for n, rows, workers, budget in [(8, 28, 2, 8), (8, 7, 2, 100), (1, 28, 2, 1000),
+                                     (3, 5, 4, 1), (1, 1, 2, 1), (5, 9, 2, 10 ** 9)]:
+        units = winograd.work_units(n, rows, 1, workers, budget)
+        covered = sorted((s, r) for n0, nt, tr0, tr1 in units
+                         for s in range(n0, n0 + nt) for r in range(tr0, tr1))
+        assert covered == [(s, r) for s in range(n) for r in range(rows)]
+        assert len(units) >= min(workers, n * rows)
+
+
+def test_winograd_worker_failure_does_not_hang(monkeypatch):
+    """A unit that raises returns its buffers: the call fails instead of waiting forever."""
+    def boom(*args):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(winograd, "SERIAL_FLOPS", 0)
+    monkeypatch.setattr(winograd, "TILE_BYTES", 1)
+    monkeypatch.setattr(winograd, "_output_transform", boom)
+    x, w = np.ones((4, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    with pytest.raises(RuntimeError, match="boom"):
+        run_winograd(x, w, None, padding=1)
+
+
+def test_winograd_routing():
+    def name(c_in=32, c_out=32, k=(3, 3), **settings):
+        return kernels.choose(problem_of((2, c_in, 12, 12), (c_out, c_in, *k),
+                                         **settings)).name
+    assert name() == "winograd"
+    assert name(padding=((0, 2), (1, 0)), padding_mode="symmetric") == "winograd"
+    assert name(c_in=winograd.MIN_CHANNELS - 1) == "gemm"
+    assert name(c_out=winograd.MIN_CHANNELS - 1) == "gemm"
+    assert name(stride=2) == "gemm"
+    assert name(dilation=2) == "gemm"
+    assert name(k=(5, 5)) == "gemm"
+    assert name(k=(3, 1)) == "gemm"
+    assert kernels.choose(problem_of((2, 128, 12, 12), (64, 64, 3, 3), groups=2)).name == "gemm"
+    assert kernels.choose(problem_of((2, 64, 12, 12), (64, 4, 3, 3), groups=16)).name == "direct"
+
+
+def _conv_in_child(queue_):
+    x, w = np.ones((4, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    queue_.put(float(convkit.conv2d(x, w, padding=1).sum()))
+
+
+def test_winograd_pool_works_in_a_forked_child(monkeypatch):
+    """The worker threads do not survive fork(): a child must not wait on the parent's pool."""
+    import multiprocessing
+    monkeypatch.setattr(winograd, "SERIAL_FLOPS", 0)
+    x, w = np.ones((4, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    expected = float(convkit.conv2d(x, w, padding=1).sum())  # the parent's pool is up
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_conv_in_child, args=(results,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung on the parent's worker pool"
+    assert results.get(timeout=5) == expected
