@@ -42,7 +42,8 @@ def run_kernel(name, x, w, b, **settings):
 @pytest.mark.parametrize("case", SUITE)
 def test_suite_routes_as_the_table_says(case):
     problem = suite_problem(case)
-    expected = "direct" if problem.spec.groups > 1 else "gemm"
+    expected = ("gemm" if problem.spec.groups == 1 else
+                "grouped" if problem.group_in > 4 else "direct")
     assert kernels.choose(problem).name == expected
 
 
