@@ -110,3 +110,32 @@ def test_grouped_gradients_against_torch(cg, og, k, pad, mode, dtype):
     got = convkit.conv2d_backward(go.astype(dtype), x, w, **conv)
     for mine, theirs in zip(got, torch_conv2d_grads(go, x, w, **conv)):
         assert_close(mine, theirs, dtype)
+
+
+@settings(deadline=None, max_examples=30)
+@given(cg=st.integers(5, 32), og=st.integers(1, 9), k=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
+       d=st.integers(1, 2), pad=st.integers(0, 2), asym=st.booleans(),
+       mode=st.sampled_from(MODES), n=st.integers(1, 3), stage=st.sampled_from([1, 512 << 10]),
+       dtype=st.sampled_from(DTYPES))
+def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, dtype):
+    """grouped_grad.weight_gradient: samples end to end (one or several per chunk)."""
+    from convkit.kernels import backward, grouped_grad
+    rng = np.random.default_rng(cg + 3 * og + pad)
+    x = rng.standard_normal((n, 2 * cg, 7, 9)).astype(dtype)
+    w = rng.standard_normal((2 * og, cg, *k)).astype(dtype)
+    padding = ((pad, max(pad - 1, 0)), (0, pad)) if asym else pad
+    conv = dict(padding=padding, dilation=d, groups=2, padding_mode=mode)
+    try:
+        problem = problem_of(x.shape, w.shape, dtype, **conv)
+    except ValueError:
+        return
+    if backward._pointwise(problem):
+        return  # 1x1 without padding: batched products, not this kernel
+    go = rng.standard_normal((n, 2 * og, problem.out_h, problem.out_w))
+    old, grouped_grad.STAGE_BYTES = grouped_grad.STAGE_BYTES, stage
+    try:
+        got = backward.weight_gradient(go.astype(dtype), x, problem)
+    finally:
+        grouped_grad.STAGE_BYTES = old
+    assert got.dtype == dtype
+    assert_close(got, torch_conv2d_grads(go, x, w, **conv)[1], dtype)
