@@ -43,7 +43,7 @@ def run_kernel(name, x, w, b, **settings):
 def test_suite_routes_as_the_table_says(case):
     problem = suite_problem(case)
     expected = ("gemm" if problem.spec.groups == 1 else
-                "grouped" if problem.group_in > 4 else "direct")
+                "grouped" if problem.group_in > 1 else "direct")
     assert kernels.choose(problem).name == expected
 
 

@@ -27,7 +27,7 @@ def arrays(n, cg, og, groups, k, hw, dtype, seed):
 
 
 @settings(deadline=None, max_examples=30)
-@given(cg=st.integers(5, 32), og=st.integers(4, 11), groups=st.integers(2, 3),
+@given(cg=st.integers(2, 32), og=st.integers(4, 11), groups=st.integers(2, 3),
        k=st.sampled_from([1, 3, 5]), d=st.integers(1, 2), pad=st.integers(0, 2),
        asym=st.booleans(), mode=st.sampled_from(MODES), n=st.integers(1, 2),
        hw=st.sampled_from([(9, 10), (14, 14), (5, 23)]), dtype=st.sampled_from(DTYPES))
@@ -84,6 +84,8 @@ def test_pack_weights_pads_output_channels_with_zeros():
 @pytest.mark.parametrize("shape,expected", [
     ((8, 512, 14, 14, 512, 3, 32, 1), "grouped"),  # ResNeXt deep stage
     ((8, 240, 28, 28, 240, 1, 8, 1), "grouped"),  # ShuffleNet grouped 1x1
+    ((8, 128, 56, 56, 128, 3, 32, 1), "grouped"),  # ResNeXt, 4 channels per group
+    ((2, 16, 9, 9, 32, 3, 16, 1), "direct"),  # depthwise
     ((2, 64, 9, 9, 8, 3, 4, 1), "direct"),  # 2 output channels per group
     ((2, 64, 9, 9, 64, 3, 4, 2), "gemm"),  # stride 2
     ((2, 64, 9, 9, 64, 3, 1, 1), "gemm"),  # dense

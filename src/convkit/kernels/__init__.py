@@ -66,11 +66,12 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 
 
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
-#   grouped     grouped, 5-32 input and >= 4 output channels per group, stride 1 (ResNeXt's
-#               deep stages, ShuffleNet's grouped 1x1): too small for BLAS, so a direct
-#               loop over flat padded planes, register-blocked over 4 output channels
-#   direct      grouped with C_in/groups <= 4: depthwise (any depth multiplier), ResNeXt:
-#               memory-bound, so one pass over each input plane, borders read in place
+#   grouped     grouped, 2-32 input and >= 4 output channels per group, stride 1 (ResNeXt,
+#               ShuffleNet's grouped 1x1): too small for BLAS, so a direct loop over flat
+#               padded planes, register-blocked over 4 output channels
+#   direct      the other grouped with C_in/groups <= 4: depthwise (any depth multiplier),
+#               strided or with few outputs per group: memory-bound, so one pass over
+#               each input plane, borders read in place
 #   gemm        everything else: 1x1 as one product per sample and group; otherwise
 #               im2col tiles (bounded memory, read through the padding maps) times W, BLAS
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor

@@ -1,7 +1,7 @@
-"""Grouped convolution with medium groups (5 to 32 input channels per group), stride 1.
+"""Grouped convolution with 2 to 32 input channels per group, stride 1.
 
-ResNeXt's deep stages (16 channels per group, 3x3 on 14x14 planes) and ShuffleNet's
-grouped 1x1 (30 channels per group) sit between the two other routes: each group's
+ResNeXt's stages (4 channels per group on 56x56 planes, 16 per group on 14x14) and
+ShuffleNet's grouped 1x1 (30 channels per group) sit between the two other routes: each group's
 product is far too small for BLAS (hundreds of tiny calls, each paying its overhead and
 waking BLAS's own thread pool), yet the flat-plane loop of ``direct.py``, one output
 channel at a time, loads one input value per multiply-add and is load bound.
@@ -44,12 +44,13 @@ SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane 
 
 
 def supports(problem) -> bool:
-    """Grouped, 5 to 32 input channels and at least 4 output channels per group (fewer
+    """Grouped, 2 to 32 input channels and at least 4 output channels per group (fewer
     would leave most of a four-channel block idle), stride 1, a tap geometry in
-    direct's ``SPECIALISED`` set (compiled kernels stay few)."""
+    direct's ``SPECIALISED`` set (compiled kernels stay few).  Depthwise (1 input
+    channel per group) stays on ``direct``: nothing to share across input channels."""
     p, spec = problem, problem.spec
     geometry = (p.kh, p.kw, 1, *spec.dilation)
-    return (spec.groups > 1 and 5 <= p.group_in <= 32 and p.group_out >= 4
+    return (spec.groups > 1 and 2 <= p.group_in <= 32 and p.group_out >= 4
             and spec.stride == (1, 1) and geometry in SPECIALISED)
 
 
@@ -114,7 +115,7 @@ def _kernel(KH, KW, DH, DW, CU):
             else:
                 planes = _padded_planes(x, ni, g * cg, cg, rows, cols, left, SLACK)
                 end = min(size, (span + SLACK - 1) // SLACK * SLACK)  # whole vectors
-            acc = np.empty((4, TILE), dtype=out.dtype)
+            acc = np.empty((4, TILE), dtype=out.dtype)  # a constant shape: LLVM sees the row stride
             wide = np.empty((og, 0 if direct_out else size), dtype=out.dtype)
             for t0 in range(0, end, TILE):
                 length = min(end - t0, TILE)
