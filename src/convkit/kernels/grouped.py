@@ -1,10 +1,12 @@
 """Grouped convolution with 2 to 32 input channels per group, stride 1.
 
 ResNeXt's stages (4 channels per group on 56x56 planes, 16 per group on 14x14) and
-ShuffleNet's grouped 1x1 (30 channels per group) sit between the two other routes: each group's
-product is far too small for BLAS (hundreds of tiny calls, each paying its overhead and
-waking BLAS's own thread pool), yet the flat-plane loop of ``direct.py``, one output
-channel at a time, loads one input value per multiply-add and is load bound.
+ShuffleNet's grouped 1x1 (30 channels per group) sit between the two other routes:
+each group's product is far too small for BLAS (hundreds of tiny calls, each paying
+its overhead and waking BLAS's own thread pool), yet the flat-plane loop of
+``direct.py``, one output channel at a time, loads one input vector per multiply-add
+and is load bound (single thread on the ResNeXt deep stage: ~33 GFLOP/s there,
+~55 here).
 
 This kernel is register-blocked over output channels.  One parallel task owns one
 group of one sample:
@@ -27,7 +29,16 @@ Tap geometry ``(kH, kW, dilation_h, dilation_w)`` and the channel unroll ``CU`` 
 frozen as constants (a closure over ints only: a captured jitted function would change
 Numba's disk-cache key in every process), so LLVM unrolls taps and channels and
 vectorises along the flat positions with unsigned (check-free) indices.  Output
-channels left over past a multiple of four go one at a time.
+channels past a multiple of four get zero weights (computed, never stored).
+
+Things that looked harmless and cost 2-5x, measured: the four accumulator rows must be
+one array of a *constant* shape (LLVM then knows the row stride and vectorises with one
+alias check; a run-time shape kills vectorisation); a block's weights read from the
+packed array, not turned into a tuple (``to_fixed_tuple`` compiles to a slow switch);
+the unroll body must stay small (3x3 with 2+ channels per pass, or 1x1 with 30, is no
+longer fully unrolled, so nothing is vectorised) -- hence ``channel_unroll``.  Blocks of
+2, 3, 5 or 6 output channels, partial sums per tap row and other tile sizes measured
+no better than 4 on the ResNeXt deep stage.
 """
 from __future__ import annotations
 
@@ -94,7 +105,6 @@ def run(x, w, b, p):
 @lru_cache(maxsize=None)
 def _kernel(KH, KW, DH, DW, CU):
     """The kernel for one tap geometry and channel unroll, frozen as constants."""
-    NW = 4 * CU * KH * KW  # weights of one (4 output x CU input channels) block
     TAPS = KH * KW
 
     @njit(parallel=True, fastmath=True, cache=True)
@@ -143,13 +153,12 @@ def _kernel(KH, KW, DH, DW, CU):
                                         s2 += wt[2 * CU * TAPS + tap] * v
                                         s3 += wt[3 * CU * TAPS + tap] * v
                             acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
-                    length = min(length, span - t0)  # positions past span are dropped
+                    keep = min(length, span - t0)  # positions past span are dropped
                     for k in range(min(4, og - co)):
                         if direct_out:
-                            out[ni, g * og + co + k].reshape(-1)[t0:t0 + length] = \
-                                acc[k, :length]
+                            out[ni, g * og + co + k].reshape(-1)[t0:t0 + keep] = acc[k, :keep]
                         else:
-                            wide[co + k, t0:t0 + length] = acc[k, :length]
+                            wide[co + k, t0:t0 + keep] = acc[k, :keep]
             if not direct_out:
                 for oc in range(og):
                     for oh in range(out_h):
