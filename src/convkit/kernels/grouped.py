@@ -159,10 +159,13 @@ def _kernel(KH, KW, DH, DW, CU):
                             out[ni, g * og + co + k].reshape(-1)[t0:t0 + keep] = acc[k, :keep]
                         else:
                             wide[co + k, t0:t0 + keep] = acc[k, :keep]
-            if not direct_out:
+            if not direct_out:  # flat index loops: a view or slice per row costs more
                 for oc in range(og):
+                    src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
                     for oh in range(out_h):
-                        out[ni, g * og + oc, oh, :] = wide[oc, oh * width:oh * width + out_w]
+                        d, w0 = uint64(oh * out_w), uint64(oh * width)
+                        for ow in range(out_w):  # unsigned: no wraparound checks
+                            dst[d + uint64(ow)] = src[w0 + uint64(ow)]
 
     return grouped_kernel
 
@@ -177,17 +180,21 @@ def _padded_planes(x, ni, c0, cg, rows, cols, left, slack):
     pw = cols.size
     planes = np.empty((cg, rows.size * pw + slack), dtype=x.dtype)
     for ci in range(cg):
-        flat = planes[ci]
-        for r in range(rows.size):
-            dst = flat[r * pw:(r + 1) * pw]
+        flat, plane = planes[ci], x[ni, c0 + ci].reshape(-1)
+        for r in range(rows.size):  # flat index loops: a view or slice per row costs more
+            d = r * pw
             if rows[r] < 0:
-                dst[:] = 0
+                for c in range(pw):
+                    flat[d + c] = 0
                 continue
-            src = x[ni, c0 + ci, rows[r]]
-            dst[left:left + width] = src
+            s = rows[r] * width
+            ud, us = uint64(d + left), uint64(s)
+            for c in range(width):  # unsigned: no wraparound checks
+                flat[ud + uint64(c)] = plane[us + uint64(c)]
             for c in range(left):
-                dst[c] = src[cols[c]] if cols[c] >= 0 else 0
+                flat[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
             for c in range(left + width, pw):
-                dst[c] = src[cols[c]] if cols[c] >= 0 else 0
-        flat[rows.size * pw:] = 0
+                flat[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
+        for c in range(rows.size * pw, flat.size):
+            flat[c] = 0
     return planes
