@@ -68,9 +68,11 @@ def _weight_grad(grad_out, x, grad, rows, cols, left, groups, dh, dw, chunk):
             for s in range(m):
                 _stage_padded(x, n0 + s, g * cg, cg, rows, cols, left, xs, s * size)
                 for o in range(og):
-                    for oh in range(out_h):
-                        start = s * size + oh * pw
-                        gs[o, start:start + out_w] = grad_out[n0 + s, g * og + o, oh]
+                    src, dst = grad_out[n0 + s, g * og + o].reshape(-1), gs[o]
+                    for oh in range(out_h):  # flat unsigned index loops, no view per row
+                        d, a = uint64(s * size + oh * pw), uint64(oh * out_w)
+                        for ow in range(out_w):
+                            dst[d + uint64(ow)] = src[a + uint64(ow)]
             # the last tap reads up to (m - 1) * size + span - 1 + offset <= m * size - 1
             span = (m - 1) * size + (out_h - 1) * pw + out_w
             for ob in range(0, ob_end, 4):
@@ -97,17 +99,21 @@ def _stage_padded(x, ni, c0, cg, rows, cols, left, xs, start):
     width = x.shape[3]
     pw = cols.size
     for c in range(cg):
-        for r in range(rows.size):
-            dst = xs[c, start + r * pw:start + (r + 1) * pw]
+        dst, plane = xs[c], x[ni, c0 + c].reshape(-1)
+        for r in range(rows.size):  # flat unsigned index loops, no view per row
+            d = start + r * pw
             if rows[r] < 0:
-                dst[:] = 0
+                for q in range(pw):
+                    dst[d + q] = 0
                 continue
-            src = x[ni, c0 + c, rows[r]]
-            dst[left:left + width] = src
+            s = rows[r] * width
+            ud, us = uint64(d + left), uint64(s)
+            for q in range(width):
+                dst[ud + uint64(q)] = plane[us + uint64(q)]
             for q in range(left):
-                dst[q] = src[cols[q]] if cols[q] >= 0 else 0
+                dst[d + q] = plane[s + cols[q]] if cols[q] >= 0 else 0
             for q in range(left + width, pw):
-                dst[q] = src[cols[q]] if cols[q] >= 0 else 0
+                dst[d + q] = plane[s + cols[q]] if cols[q] >= 0 else 0
 
 
 @njit(inline="always", fastmath=True)
