@@ -43,7 +43,7 @@ def run_kernel(name, x, w, b, **settings):
 def test_suite_routes_as_the_table_says(case):
     problem = suite_problem(case)
     if problem.spec.groups > 1:
-        expected = "direct"
+        expected = "grouped" if problem.group_in > 1 else "direct"
     elif case in ("resnet-3x3", "resnet-3x3-deep"):
         expected = "winograd"  # dense 3x3 stride 1 with >= 16 channels
     else:

@@ -154,7 +154,7 @@ def test_winograd_routing():
     assert name(k=(5, 5)) == "gemm"
     assert name(k=(3, 1)) == "gemm"
     assert kernels.choose(problem_of((2, 128, 12, 12), (64, 64, 3, 3), groups=2)).name == "gemm"
-    assert kernels.choose(problem_of((2, 64, 12, 12), (64, 4, 3, 3), groups=16)).name == "direct"
+    assert kernels.choose(problem_of((2, 64, 12, 12), (64, 4, 3, 3), groups=16)).name == "grouped"
 
 
 def _conv_in_child(queue_):

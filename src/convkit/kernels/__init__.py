@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..spec import ConvSpec
-from . import direct, gemm, reference, winograd
+from . import direct, gemm, grouped, reference, winograd
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,21 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 
 
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
-#   direct      grouped with C_in/groups <= 4: depthwise (any depth multiplier), ResNeXt:
-#               memory-bound, so one pass over each input plane, borders read in place
+#   grouped     grouped, 2-32 input and >= 4 output channels per group, stride 1 (ResNeXt,
+#               ShuffleNet's grouped 1x1): too small for BLAS, so a direct loop over flat
+#               padded planes, register-blocked over 4 output channels
+#   direct      the other grouped with C_in/groups <= 4: depthwise (any depth multiplier),
+#               strided or with few outputs per group: memory-bound, so one pass over
+#               each input plane, borders read in place
 #   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, any pads
 #               and padding mode, float32 and float64: F(2x2, 3x3), 2.25x fewer multiplies,
 #               16 BLAS products per unit of samples / tile rows, one worker per core
 #   gemm        everything else: 1x1 as one product per sample and group; otherwise
-#               im2col tiles (bounded memory, read through the padding maps) times W, BLAS
+#               cache-sized im2col bands copied from padded stride-phase planes, times W;
+#               BLAS single-threaded on convkit's own threads (kernels/blas.py)
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
 KERNELS = (
+    Kernel("grouped", grouped.supports, grouped.run),
     Kernel("direct", direct.supports, direct.run),
     Kernel("winograd", winograd.supports, winograd.run),
     Kernel("gemm", gemm.supports, gemm.run),

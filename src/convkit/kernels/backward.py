@@ -16,7 +16,9 @@ Routes, first match wins (the same for both gradients where it applies):
     padded to real coordinates (dropping zero padding, adding a reflected or wrapped
     border onto the pixel it copies) is fused, and a stride needs no zero-stuffed input.
 ``weight_gradient`` correlation of the input with grad_output.
-    Grouped at stride 1, and small groups at any stride: long dot products over flat
+    Grouped at stride 1 with 5-32 channels per group: ``grouped_grad`` (the samples laid
+    end to end, so each tap is one dot product over the whole batch, 4x4 channel blocks).
+    Other grouped at stride 1, and small groups at any stride: long dot products over flat
     padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps).
     Dense: the forward im2col (read through the padding maps) and
     ``grad_out[g] @ cols[g]^T``.
@@ -28,7 +30,7 @@ from numba import njit, prange, uint64
 
 from ..padding import index_map
 from ..spec import ConvSpec, PaddingMode
-from . import Problem, blas, gemm, run
+from . import Problem, blas, gemm, grouped_grad, run
 from .direct import _pad_planes
 
 
@@ -158,6 +160,8 @@ def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
     if _pointwise(p):
         return _pointwise_weight_gradient(grad_out, x, p)
+    if grouped_grad.supports(p):
+        return grouped_grad.weight_gradient(grad_out, x, p)
     if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
         _weight_grad_flat(grad_out, x, grad, *_geometry(p), p.spec.groups)

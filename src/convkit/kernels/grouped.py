@@ -1,0 +1,200 @@
+"""Grouped convolution with 2 to 32 input channels per group, stride 1.
+
+ResNeXt's stages (4 channels per group on 56x56 planes, 16 per group on 14x14) and
+ShuffleNet's grouped 1x1 (30 channels per group) sit between the two other routes:
+each group's product is far too small for BLAS (hundreds of tiny calls, each paying
+its overhead and waking BLAS's own thread pool), yet the flat-plane loop of
+``direct.py``, one output channel at a time, loads one input vector per multiply-add
+and is load bound (single thread on the ResNeXt deep stage: ~33 GFLOP/s there,
+~55 here).
+
+This kernel is register-blocked over output channels.  One parallel task owns one
+group of one sample:
+
+1. it copies the group's input planes into a padded scratch buffer through the
+   padding's row and column index maps (every padding mode, read in place; with no
+   padding the planes are read straight from the caller's array, no copy);
+2. it computes each output plane over the *padded* width as one flat vector (every
+   tap is then a constant offset into the flattened plane, so even a 14x14 plane is
+   one long vectorised loop; the few columns past ``W_out`` are dropped when the
+   plane is copied out), **four output channels at once**: one load of an input
+   vector feeds four multiply-adds, and ``CU`` input channels x all taps are summed
+   in registers before the four accumulator rows are stored again -- for a 3x3 kernel
+   36 multiply-adds per 13 loads and 4 stores, instead of 9 per 10 loads and 1 store.
+3. the flat vector is walked in tiles of ``TILE`` positions, so a tile of the group's
+   input planes and the four accumulator rows stay in L1/L2 while every output-channel
+   block passes over them.
+
+Tap geometry ``(kH, kW, dilation_h, dilation_w)`` and the channel unroll ``CU`` are
+frozen as constants (a closure over ints only: a captured jitted function would change
+Numba's disk-cache key in every process), so LLVM unrolls taps and channels and
+vectorises along the flat positions with unsigned (check-free) indices.  Output
+channels past a multiple of four get zero weights (computed, never stored).
+
+Things that looked harmless and cost 2-5x, measured: the four accumulator rows must be
+one array of a *constant* shape (LLVM then knows the row stride and vectorises with one
+alias check; a run-time shape kills vectorisation); a block's weights read from the
+packed array, not turned into a tuple (``to_fixed_tuple`` compiles to a slow switch);
+the unroll body must stay small (3x3 with 2+ channels per pass, or 1x1 with 30, is no
+longer fully unrolled, so nothing is vectorised) -- hence ``channel_unroll``.  Blocks of
+2, 3, 5 or 6 output channels, partial sums per tap row and other tile sizes measured
+no better than 4 on the ResNeXt deep stage.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit, prange, uint64
+
+from ..padding import index_map
+from .direct import SPECIALISED
+
+TILE = 1024  # flat positions per tile
+SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
+
+
+def supports(problem) -> bool:
+    """Grouped, 2 to 32 input channels and at least 4 output channels per group (fewer
+    would leave most of a four-channel block idle), stride 1, a tap geometry in
+    direct's ``SPECIALISED`` set (compiled kernels stay few).  Depthwise (1 input
+    channel per group) stays on ``direct``: nothing to share across input channels."""
+    p, spec = problem, problem.spec
+    geometry = (p.kh, p.kw, 1, 1, *spec.dilation)
+    return (spec.groups > 1 and 2 <= p.group_in <= 32 and p.group_out >= 4
+            and spec.stride == (1, 1) and geometry in SPECIALISED)
+
+
+def channel_unroll(kh, kw, cg) -> int:
+    """Input channels summed in registers per pass: enough taps (about 8) to amortise the
+    accumulators' loads and stores, and a divisor of ``cg`` (no remainder loop): 8 for a
+    1x1 kernel with 16 channels per group, 6 with 30, 1 for 3x3 and up."""
+    cap = max(1, 8 // (kh * kw))
+    return max(d for d in range(1, cap + 1) if cg % d == 0)
+
+
+def pack_weights(w, groups, cu):
+    """(C_out, cg, kH, kW) -> (groups, blocks of 4 output channels, cg / cu, 4 * cu * kH * kW):
+    each block's weights for ``cu`` input channels in one contiguous row, ordered
+    (output channel, input channel, tap); output channels past ``C_out / groups`` padded
+    with zeros to a multiple of four (computed, never stored)."""
+    c_out, cg, kh, kw = w.shape
+    og = c_out // groups
+    blocks = -(-og // 4)
+    packed = np.zeros((groups, blocks * 4, cg, kh, kw), dtype=w.dtype)
+    packed[:, :og] = w.reshape(groups, og, cg, kh, kw)
+    packed = packed.reshape(groups, blocks, 4, cg // cu, cu, kh * kw).transpose(0, 1, 3, 2, 4, 5)
+    return np.ascontiguousarray(packed).reshape(groups, blocks, cg // cu, 4 * cu * kh * kw)
+
+
+def run(x, w, b, p):
+    spec = p.spec
+    (top, bottom), (left, right) = spec.pads
+    rows = index_map(p.h, top, bottom, spec.padding_mode)
+    cols = index_map(p.w, left, right, spec.padding_mode)
+    out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
+    bias = np.zeros(p.c_out, p.dtype) if b is None else b
+    dh, dw = spec.dilation
+    cu = channel_unroll(p.kh, p.kw, p.group_in)
+    unpadded = spec.pads == ((0, 0), (0, 0))
+    _kernel(p.kh, p.kw, dh, dw, cu)(x, pack_weights(w, spec.groups, cu), bias, out, rows,
+                                    cols, left, unpadded)
+    return out
+
+
+@lru_cache(maxsize=None)
+def _kernel(KH, KW, DH, DW, CU):
+    """The kernel for one tap geometry and channel unroll, frozen as constants."""
+    TAPS = KH * KW
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def grouped_kernel(x, wp, b, out, rows, cols, left, unpadded):
+        n, c_out, out_h, out_w = out.shape
+        groups, blocks, cblocks = wp.shape[:3]
+        cg, og = cblocks * CU, c_out // groups
+        width = cols.size
+        size = out_h * width  # the wide output plane
+        span = size - (KW - 1) * DW  # positions whose taps all fall inside the padded plane
+        uwidth = uint64(width)
+        direct_out = width == out_w  # the wide plane is the output plane
+        for task in prange(n * groups):
+            ni, g = task // groups, task % groups
+            if unpadded:
+                planes = x[ni, g * cg:(g + 1) * cg].reshape(cg, -1)
+                end = span  # no slack past the caller's planes
+            else:
+                planes = _padded_planes(x, ni, g * cg, cg, rows, cols, left, SLACK)
+                end = min(size, (span + SLACK - 1) // SLACK * SLACK)  # whole vectors
+            acc = np.empty((4, TILE), dtype=out.dtype)  # a constant shape: LLVM sees the row stride
+            wide = np.empty((og, 0 if direct_out else size), dtype=out.dtype)
+            for t0 in range(0, end, TILE):
+                length = min(end - t0, TILE)
+                base = uint64(t0)
+                for ob in range(blocks):
+                    co = ob * 4
+                    for k in range(4):
+                        bk = b[g * og + co + k] if co + k < og else 0
+                        for t in range(length):
+                            acc[k, t] = bk
+                    for cb in range(cblocks):
+                        wt = wp[g, ob, cb]
+                        c0 = uint64(cb * CU)
+                        for t in range(length):
+                            ut = uint64(t)
+                            s0, s1, s2, s3 = acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut]
+                            for u in range(CU):
+                                for i in range(KH):
+                                    for j in range(KW):
+                                        v = planes[c0 + uint64(u), base + ut
+                                                   + uint64(i * DH) * uwidth + uint64(j * DW)]
+                                        tap = u * TAPS + i * KW + j
+                                        s0 += wt[tap] * v
+                                        s1 += wt[CU * TAPS + tap] * v
+                                        s2 += wt[2 * CU * TAPS + tap] * v
+                                        s3 += wt[3 * CU * TAPS + tap] * v
+                            acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
+                    keep = min(length, span - t0)  # positions past span are dropped
+                    for k in range(min(4, og - co)):
+                        if direct_out:
+                            out[ni, g * og + co + k].reshape(-1)[t0:t0 + keep] = acc[k, :keep]
+                        else:
+                            wide[co + k, t0:t0 + keep] = acc[k, :keep]
+            if not direct_out:  # flat index loops: a view or slice per row costs more
+                for oc in range(og):
+                    src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
+                    for oh in range(out_h):
+                        d, w0 = uint64(oh * out_w), uint64(oh * width)
+                        for ow in range(out_w):  # unsigned: no wraparound checks
+                            dst[d + uint64(ow)] = src[w0 + uint64(ow)]
+
+    return grouped_kernel
+
+
+@njit(inline="always")
+def _padded_planes(x, ni, c0, cg, rows, cols, left, slack):
+    """x[ni, c0:c0 + cg] padded through the index maps (-1: zero), each plane flattened,
+    with ``slack`` zeros past its end so whole vectors may read beyond the last tap.  The
+    interior columns ``left .. left + W - 1`` (``left``: the left pad) map to themselves
+    in every mode: one copy per row; only the border columns go through the map."""
+    width = x.shape[3]
+    pw = cols.size
+    planes = np.empty((cg, rows.size * pw + slack), dtype=x.dtype)
+    for ci in range(cg):
+        flat, plane = planes[ci], x[ni, c0 + ci].reshape(-1)
+        for r in range(rows.size):  # flat index loops: a view or slice per row costs more
+            d = r * pw
+            if rows[r] < 0:
+                for c in range(pw):
+                    flat[d + c] = 0
+                continue
+            s = rows[r] * width
+            ud, us = uint64(d + left), uint64(s)
+            for c in range(width):  # unsigned: no wraparound checks
+                flat[ud + uint64(c)] = plane[us + uint64(c)]
+            for c in range(left):
+                flat[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
+            for c in range(left + width, pw):
+                flat[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
+        for c in range(rows.size * pw, flat.size):
+            flat[c] = 0
+    return planes

@@ -1,0 +1,164 @@
+"""The medium-group kernel (kernels/grouped.py) against the reference and torch, and its routing."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import convkit
+from convkit import kernels, spec
+from convkit.kernels import grouped
+from convkit.kernels.reference import conv2d_reference
+from oracle import assert_close, torch_conv2d, torch_conv2d_grads
+
+MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
+DTYPES = [np.float32, np.float64]
+
+
+def problem_of(x_shape, w_shape, dtype=np.float32, **conv):
+    parsed = spec.parse_settings(**conv).resolve(w_shape[2:], x_shape[2:])
+    return kernels.Problem.of(x_shape, w_shape, parsed, dtype)
+
+
+def arrays(n, cg, og, groups, k, hw, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cg * groups, *hw)).astype(dtype)
+    w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    return x, w, b
+
+
+@settings(deadline=None, max_examples=30)
+@given(cg=st.integers(2, 32), og=st.integers(4, 11), groups=st.integers(2, 3),
+       k=st.sampled_from([1, 3, 5]), d=st.integers(1, 2), pad=st.integers(0, 2),
+       asym=st.booleans(), mode=st.sampled_from(MODES), n=st.integers(1, 2),
+       hw=st.sampled_from([(9, 10), (14, 14), (5, 23)]), dtype=st.sampled_from(DTYPES))
+def test_grouped_against_reference(cg, og, groups, k, d, pad, asym, mode, n, hw, dtype):
+    if k == 1:
+        d = 1
+    x, w, b = arrays(n, cg, og, groups, k, hw, dtype, cg + 5 * og + 17 * pad)
+    padding = ((pad, max(pad - 1, 0)), (0, pad)) if asym else pad
+    conv = dict(padding=padding, dilation=d, groups=groups, padding_mode=mode)
+    try:
+        problem = problem_of(x.shape, w.shape, dtype, **conv)
+    except ValueError:
+        return  # beyond a mode's limit or an empty output: covered by test_errors
+    assert kernels.choose(problem).name == "grouped"
+    out = kernels.run(x, w, b, problem)
+    assert out.dtype == dtype
+    assert_close(out, conv2d_reference(x, w, b, problem.spec), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_grouped_against_torch_every_mode(mode, dtype):
+    """16 channels per group, 3x3 (ResNeXt's deep stage, small), asymmetric pads."""
+    x, w, b = arrays(2, 16, 16, 2, 3, (7, 8), dtype, 3)
+    conv = dict(padding=((1, 2), (2, 1)), groups=2, padding_mode=mode)
+    assert kernels.choose(problem_of(x.shape, w.shape, dtype, **conv)).name == "grouped"
+    assert_close(convkit.conv2d(x, w, b, **conv), torch_conv2d(x, w, b, **conv), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grouped_1x1_no_padding_reads_the_input_in_place(dtype):
+    """ShuffleNet's grouped 1x1 (30 channels per group): planes read straight from x,
+    the last group of the last sample included (no read past the array)."""
+    x, w, b = arrays(3, 30, 30, 4, 1, (11, 13), dtype, 4)
+    x.flags.writeable = False
+    assert_close(convkit.conv2d(x, w, b, groups=4), torch_conv2d(x, w, b, groups=4), dtype)
+
+
+@pytest.mark.parametrize("cg,k", [(16, 1), (30, 1), (7, 1), (16, 3), (9, 3)])
+def test_channel_unroll_divides_the_group(cg, k):
+    unroll = grouped.channel_unroll(k, k, cg)
+    assert cg % unroll == 0 and 1 <= unroll * k * k <= max(8, k * k)
+
+
+def test_pack_weights_pads_output_channels_with_zeros():
+    w = np.arange(2 * 6 * 4, dtype=np.float64).reshape(12, 4, 1, 1)  # 2 groups, 6 out each
+    packed = grouped.pack_weights(w, 2, 2)
+    assert packed.shape == (2, 2, 2, 8)
+    # group 1, second block holds output channels 4, 5 and two zero channels
+    assert packed[1, 1, 0].tolist() == [w[10, 0, 0, 0], w[10, 1, 0, 0], w[11, 0, 0, 0],
+                                        w[11, 1, 0, 0], 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ((8, 512, 14, 14, 512, 3, 32, 1), "grouped"),  # ResNeXt deep stage
+    ((8, 240, 28, 28, 240, 1, 8, 1), "grouped"),  # ShuffleNet grouped 1x1
+    ((8, 128, 56, 56, 128, 3, 32, 1), "grouped"),  # ResNeXt, 4 channels per group
+    ((2, 16, 9, 9, 32, 3, 16, 1), "direct"),  # depthwise
+    ((2, 64, 9, 9, 8, 3, 4, 1), "direct"),  # 2 output channels per group
+    ((2, 64, 9, 9, 64, 3, 4, 2), "gemm"),  # stride 2
+    ((2, 64, 9, 9, 64, 3, 1, 1), "winograd"),  # dense 3x3 stride 1
+    ((2, 136, 9, 9, 136, 3, 4, 1), "gemm"),  # 34 channels per group
+])
+def test_grouped_routing(shape, expected):
+    n, c, h, w, c_out, k, g, s = shape
+    problem = problem_of((n, c, h, w), (c_out, c // g, k, k), padding=k // 2, groups=g, stride=s)
+    assert kernels.choose(problem).name == expected
+
+
+@settings(deadline=None, max_examples=20)
+@given(cg=st.sampled_from([8, 16]), og=st.sampled_from([4, 16]), k=st.sampled_from([1, 3]),
+       pad=st.integers(0, 2), mode=st.sampled_from(MODES), dtype=st.sampled_from(DTYPES))
+def test_grouped_gradients_against_torch(cg, og, k, pad, mode, dtype):
+    """conv2d_backward on medium groups: the input gradient runs on this kernel."""
+    x, w, _ = arrays(2, cg, og, 2, k, (8, 9), dtype, cg + og + pad)
+    conv = dict(padding=pad, groups=2, padding_mode=mode)
+    try:
+        problem_of(x.shape, w.shape, dtype, **conv)
+    except ValueError:
+        return
+    go = np.random.default_rng(1).standard_normal(convkit.conv2d(x, w, **conv).shape)
+    got = convkit.conv2d_backward(go.astype(dtype), x, w, **conv)
+    for mine, theirs in zip(got, torch_conv2d_grads(go, x, w, **conv)):
+        assert_close(mine, theirs, dtype)
+
+
+@settings(deadline=None, max_examples=30)
+@given(cg=st.integers(5, 32), og=st.integers(1, 9), k=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
+       d=st.integers(1, 2), pad=st.integers(0, 2), asym=st.booleans(),
+       mode=st.sampled_from(MODES), n=st.integers(1, 3), stage=st.sampled_from([1, 512 << 10]),
+       dtype=st.sampled_from(DTYPES))
+def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, dtype):
+    """grouped_grad.weight_gradient: samples end to end (one or several per chunk)."""
+    from convkit.kernels import backward, grouped_grad
+    rng = np.random.default_rng(cg + 3 * og + pad)
+    x = rng.standard_normal((n, 2 * cg, 7, 9)).astype(dtype)
+    w = rng.standard_normal((2 * og, cg, *k)).astype(dtype)
+    padding = ((pad, max(pad - 1, 0)), (0, pad)) if asym else pad
+    conv = dict(padding=padding, dilation=d, groups=2, padding_mode=mode)
+    try:
+        problem = problem_of(x.shape, w.shape, dtype, **conv)
+    except ValueError:
+        return
+    if backward._pointwise(problem):
+        return  # 1x1 without padding: batched products, not this kernel
+    go = rng.standard_normal((n, 2 * og, problem.out_h, problem.out_w))
+    old, grouped_grad.STAGE_BYTES = grouped_grad.STAGE_BYTES, stage
+    try:
+        got = backward.weight_gradient(go.astype(dtype), x, problem)
+    finally:
+        grouped_grad.STAGE_BYTES = old
+    assert got.dtype == dtype
+    assert_close(got, torch_conv2d_grads(go, x, w, **conv)[1], dtype)
+
+
+def test_grouped_kernels_load_from_the_disk_cache_in_a_fresh_process():
+    """The forward kernel closes over ints only, so a fresh process loads it (and the
+    weight-gradient kernel) from Numba's disk cache instead of compiling again."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, convkit\n"
+            "x = np.ones((1, 16, 9, 9), np.float32)\n"
+            "w = np.ones((8, 8, 3, 3), np.float32)\n"
+            "convkit.conv2d(x, w, padding=1, groups=2)\n"
+            "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
+            " groups=2)\n")
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    log = second.stdout + second.stderr
+    assert "_kernel.locals.grouped_kernel" in log and "grouped_grad._weight_grad" in log
+    assert "data saved" not in log, "a kernel was compiled again in a fresh process"
