@@ -17,6 +17,8 @@ The gradients (``backward.py``) reuse :func:`sample_bands`.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba
 import numpy as np
 from numba import njit, uint64
@@ -98,8 +100,8 @@ def phase_planes(x, p, n):
     cols = index_map(p.w, left, right, p.spec.padding_mode)
     hq, wq = -(-rows.size // sh), -(-cols.size // sw)
     planes = np.empty(p.c_in * sh * sw * hq * wq, dtype=p.dtype)
-    _phase_planes_nogil(x.reshape(-1), n * p.c_in * p.h * p.w, p.h, p.w, p.c_in, rows, cols,
-                        left, sh, sw, hq, wq, planes)
+    _phase_splitter(sh, sw)(x.reshape(-1), n * p.c_in * p.h * p.w, p.h, p.w, p.c_in, rows,
+                            cols, left, hq, wq, planes)
     return planes
 
 
@@ -128,9 +130,17 @@ def sample_bands(x, p, n):
         yield band_columns(planes, p, oh0, buf)
 
 
-@njit(nogil=True, cache=True)
-def _phase_planes_nogil(xf, start, h, width, c_in, rows, cols, left, sh, sw, hq, wq, planes):
-    _phase_planes(xf, start, h, width, c_in, rows, cols, left, sh, sw, hq, wq, planes)
+@lru_cache(maxsize=None)
+def _phase_splitter(SH, SW):
+    """The phase split with the strides frozen as constants: with a run-time column stride
+    the interleaved copy does not vectorise (measured 2.9 ms instead of about 0.3 for the
+    batch of ResNet stems)."""
+
+    # Only ints are closed over (see direct._specialised: the disk cache needs it).
+    @njit(nogil=True, cache=True)
+    def phase_split(xf, start, h, width, c_in, rows, cols, left, hq, wq, planes):
+        _phase_planes(xf, start, h, width, c_in, rows, cols, left, SH, SW, hq, wq, planes)
+    return phase_split
 
 
 @njit(nogil=True, cache=True)
