@@ -48,8 +48,7 @@ def _conv2d_backward(grad_output, input, weight, settings: ConvSettings):
     problem = kernels.Problem.of(x.shape, w.shape, spec, x.dtype)
     go = _tidy_grad_output(grad_output, problem, unbatched, out_dtype)
     grad_input = backward.input_gradient(go, w, problem)
-    grad_weight = backward.weight_gradient(go, x, problem)
-    grad_bias = go.sum(axis=(0, 2, 3))
+    grad_weight, grad_bias = backward.weight_and_bias_gradients(go, x, problem)
     grad_input = grad_input[0] if unbatched else grad_input
     return tuple(g.astype(out_dtype, copy=False) for g in (grad_input, grad_weight, grad_bias))
 

@@ -156,15 +156,32 @@ def _fold_planes(padded, grad, rows, cols, top, left):
               top, left)
 
 
+def weight_and_bias_gradients(grad_out, x, p):
+    """(weight gradient, bias gradient).  The small-group route sums the bias gradient
+    while each output-gradient plane is in cache (for a depthwise layer that pass over
+    grad_output costs as much as the weight gradient's own reads); the others leave it
+    to one NumPy reduction."""
+    if not _pointwise(p) and not grouped_grad.supports(p) and _flat_route(p):
+        grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
+        bias = np.zeros(p.c_out)  # float64 sums
+        _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups)
+        return grad, bias.astype(p.dtype)
+    return weight_gradient(grad_out, x, p), grad_out.sum(axis=(0, 2, 3))
+
+
+def _flat_route(p) -> bool:
+    return p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p))
+
+
 def weight_gradient(grad_out, x, p):
     """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
     if _pointwise(p):
         return _pointwise_weight_gradient(grad_out, x, p)
     if grouped_grad.supports(p):
         return grouped_grad.weight_gradient(grad_out, x, p)
-    if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
+    if _flat_route(p):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
-        _weight_grad_flat(grad_out, x, grad, *_geometry(p), p.spec.groups)
+        _weight_grad_flat(grad_out, x, grad, np.zeros(p.c_out), *_geometry(p), p.spec.groups)
         return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
@@ -290,13 +307,14 @@ def _add_interior(source, target, sw, left):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_flat(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
+def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, groups):
     """Per group: the padded input planes split into stride phases (padded pixel ``(r, c)``
     at ``[r % sh, c % sw, r // sh, c // sw]``; at stride 1 the plane itself), each output
     gradient plane laid out on the phase width (zeros past W_out), so every tap's gradient
     is one long dot product with one flattened phase plane -- vectorised, unsigned
     indices, at any stride.  Output and input channels in blocks of 4 share their loads
-    (:func:`_block_4x4`); the rest, depthwise included, four taps at a time."""
+    (:func:`_block_4x4`); the rest, depthwise included, four taps at a time.  ``bias``
+    (float64) gets the bias gradient on the way."""
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
@@ -319,6 +337,10 @@ def _weight_grad_flat(grad_out, x, grad, rows, cols, sh, sw, dh, dw, groups):
             for oc in range(og):
                 for oh in range(out_h):
                     wide[oc, oh * pw:oh * pw + out_w] = grad_out[ni, g * og + oc, oh]
+                row, total = wide[oc], 0.0
+                for t in range(span):  # the bias gradient, while the plane is in cache
+                    total += row[t]
+                bias[g * og + oc] += total
             ob_end, cb_end = og - og % 4, cg - cg % 4
             for ob in range(0, ob_end, 4):
                 for cb in range(0, cb_end, 4):
