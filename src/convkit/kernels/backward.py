@@ -409,34 +409,8 @@ def _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero):
 @njit(inline="always", fastmath=True)
 def _block_4x4(wide, planes, r, f, acc, ob, cb, k, offset, span, zero):
     """acc[ob:ob+4, cb:cb+4, k] += the 16 dot products of 4 output-gradient rows with 4
-    input rows (tap k's phase, shifted by its ``offset``): 8 loads feed 16 multiply-adds,
-    all 16 sums stay in vector registers."""
-    g0, g1, g2, g3 = wide[ob], wide[ob + 1], wide[ob + 2], wide[ob + 3]
-    x0, x1 = planes[cb, r, f, offset:], planes[cb + 1, r, f, offset:]
-    x2, x3 = planes[cb + 2, r, f, offset:], planes[cb + 3, r, f, offset:]
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = s00
-    for t in range(span):
-        ut = uint64(t)
-        a0, a1, a2, a3 = g0[ut], g1[ut], g2[ut], g3[ut]
-        b0, b1, b2, b3 = x0[ut], x1[ut], x2[ut], x3[ut]
-        s00 += a0 * b0
-        s01 += a0 * b1
-        s02 += a0 * b2
-        s03 += a0 * b3
-        s10 += a1 * b0
-        s11 += a1 * b1
-        s12 += a1 * b2
-        s13 += a1 * b3
-        s20 += a2 * b0
-        s21 += a2 * b1
-        s22 += a2 * b2
-        s23 += a2 * b3
-        s30 += a3 * b0
-        s31 += a3 * b1
-        s32 += a3 * b2
-        s33 += a3 * b3
-    for a, row in enumerate(((s00, s01, s02, s03), (s10, s11, s12, s13),
-                             (s20, s21, s22, s23), (s30, s31, s32, s33))):
-        for b in range(4):
-            acc[ob + a, cb + b, k] += row[b]
+    input rows (tap k's phase, shifted by its ``offset``)."""
+    grouped_grad.dots_4x4(wide[ob], wide[ob + 1], wide[ob + 2], wide[ob + 3],
+                          planes[cb, r, f, offset:], planes[cb + 1, r, f, offset:],
+                          planes[cb + 2, r, f, offset:], planes[cb + 3, r, f, offset:],
+                          acc, ob, cb, k, span, zero)

@@ -119,10 +119,15 @@ def _stage_padded(x, ni, c0, cg, rows, cols, left, xs, start):
 @njit(inline="always", fastmath=True)
 def _block_4x4(gs, xs, acc, ob, cb, k, offset, span, zero):
     """acc[ob:ob+4, cb:cb+4, k] += the 16 dot products of 4 output-gradient rows with 4
-    input rows shifted by tap k's ``offset``: 8 loads feed 16 multiply-adds."""
-    g0, g1, g2, g3 = gs[ob], gs[ob + 1], gs[ob + 2], gs[ob + 3]
-    x0, x1 = xs[cb, offset:], xs[cb + 1, offset:]
-    x2, x3 = xs[cb + 2, offset:], xs[cb + 3, offset:]
+    input rows shifted by tap k's ``offset``."""
+    dots_4x4(gs[ob], gs[ob + 1], gs[ob + 2], gs[ob + 3], xs[cb, offset:], xs[cb + 1, offset:],
+             xs[cb + 2, offset:], xs[cb + 3, offset:], acc, ob, cb, k, span, zero)
+
+
+@njit(inline="always", fastmath=True)
+def dots_4x4(g0, g1, g2, g3, x0, x1, x2, x3, acc, ob, cb, k, span, zero):
+    """acc[ob + a, cb + b, k] += dot(g_a[:span], x_b[:span]) for a, b < 4: 8 loads feed 16
+    multiply-adds, all 16 sums in vector registers (shared with backward.py's flat route)."""
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
     s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
     for t in range(span):
