@@ -154,7 +154,13 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4)\n"
             "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
             "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"
-            "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n")
+            "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
+            "convkit.conv2d(np.ones((1, 3, 9, 9), np.float32),\n"
+            "               np.ones((4, 3, 3, 3), np.float32), stride=2)\n"
+            "x, w = np.ones((1, 16, 9, 9), np.float32), np.ones((8, 8, 3, 3), np.float32)\n"
+            "convkit.conv2d(x, w, padding=1, groups=2)\n"
+            "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
+            " groups=2)\n")
     env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -164,5 +170,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
         assert f"direct.{kernel}" in log or f"specialised.locals.{kernel}" in log, kernel
     for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
         assert f"winograd.{kernel}" in log, kernel
+    for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",
+                   "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad"):
+        assert kernel in log, kernel
     assert "data loaded from" in log
     assert "data saved" not in log, "a kernel was compiled again in a fresh process"

@@ -141,24 +141,3 @@ def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, 
         grouped_grad.STAGE_BYTES = old
     assert got.dtype == dtype
     assert_close(got, torch_conv2d_grads(go, x, w, **conv)[1], dtype)
-
-
-def test_grouped_kernels_load_from_the_disk_cache_in_a_fresh_process():
-    """The forward kernel closes over ints only, so a fresh process loads it (and the
-    weight-gradient kernel) from Numba's disk cache instead of compiling again."""
-    import os
-    import subprocess
-    import sys
-    code = ("import numpy as np, convkit\n"
-            "x = np.ones((1, 16, 9, 9), np.float32)\n"
-            "w = np.ones((8, 8, 3, 3), np.float32)\n"
-            "convkit.conv2d(x, w, padding=1, groups=2)\n"
-            "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
-            " groups=2)\n")
-    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
-    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
-    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=True)
-    log = second.stdout + second.stderr
-    assert "_kernel.locals.grouped_kernel" in log and "grouped_grad._weight_grad" in log
-    assert "data saved" not in log, "a kernel was compiled again in a fresh process"

@@ -173,28 +173,35 @@ def _kernel(KH, KW, DH, DW, CU):
 @njit(inline="always")
 def _padded_planes(x, ni, c0, cg, rows, cols, left, slack):
     """x[ni, c0:c0 + cg] padded through the index maps (-1: zero), each plane flattened,
-    with ``slack`` zeros past its end so whole vectors may read beyond the last tap.  The
-    interior columns ``left .. left + W - 1`` (``left``: the left pad) map to themselves
-    in every mode: one copy per row; only the border columns go through the map."""
-    width = x.shape[3]
-    pw = cols.size
-    planes = np.empty((cg, rows.size * pw + slack), dtype=x.dtype)
+    with ``slack`` zeros past its end so whole vectors may read beyond the last tap."""
+    planes = np.empty((cg, rows.size * cols.size + slack), dtype=x.dtype)
     for ci in range(cg):
-        flat, plane = planes[ci], x[ni, c0 + ci].reshape(-1)
-        for r in range(rows.size):  # flat index loops: a view or slice per row costs more
-            d = r * pw
-            if rows[r] < 0:
-                for c in range(pw):
-                    flat[d + c] = 0
-                continue
-            s = rows[r] * width
-            ud, us = uint64(d + left), uint64(s)
-            for c in range(width):  # unsigned: no wraparound checks
-                flat[ud + uint64(c)] = plane[us + uint64(c)]
-            for c in range(left):
-                flat[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
-            for c in range(left + width, pw):
-                flat[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
-        for c in range(rows.size * pw, flat.size):
+        flat = planes[ci]
+        pad_plane(x[ni, c0 + ci].reshape(-1), x.shape[3], rows, cols, left, flat, 0)
+        for c in range(rows.size * cols.size, flat.size):
             flat[c] = 0
     return planes
+
+
+@njit(inline="always")
+def pad_plane(plane, width, rows, cols, left, dst, start):
+    """dst[start:start + rows.size * cols.size] = the flat input ``plane`` (rows of
+    ``width``) padded through the index maps.  The interior columns ``left .. left + W - 1``
+    (``left``: the left pad) map to themselves in every mode: one copy per row, in flat
+    unsigned index loops (a view or slice per row costs more, signed indices get
+    wraparound checks); only the border columns go through the map."""
+    pw = cols.size
+    for r in range(rows.size):
+        d = start + r * pw
+        if rows[r] < 0:
+            for c in range(pw):
+                dst[d + c] = 0
+            continue
+        s = rows[r] * width
+        ud, us = uint64(d + left), uint64(s)
+        for c in range(width):
+            dst[ud + uint64(c)] = plane[us + uint64(c)]
+        for c in range(left):
+            dst[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0
+        for c in range(left + width, pw):
+            dst[d + c] = plane[s + cols[c]] if cols[c] >= 0 else 0

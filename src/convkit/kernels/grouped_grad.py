@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..padding import index_map
+from .grouped import pad_plane
 
 STAGE_BYTES = 512 << 10  # staged input and output-gradient rows of one task
 
@@ -93,27 +94,9 @@ def _weight_grad(grad_out, x, grad, rows, cols, left, groups, dh, dw, chunk):
 
 @njit(inline="always")
 def _stage_padded(x, ni, c0, cg, rows, cols, left, xs, start):
-    """xs[c, start:start + size] = x[ni, c0 + c] padded through the index maps, flattened;
-    the interior columns (``left`` .. ``left + W - 1`` map to themselves in every mode)
-    in one copy per row, only the border columns through the map."""
-    width = x.shape[3]
-    pw = cols.size
+    """xs[c, start:start + size] = x[ni, c0 + c] padded through the index maps, flattened."""
     for c in range(cg):
-        dst, plane = xs[c], x[ni, c0 + c].reshape(-1)
-        for r in range(rows.size):  # flat unsigned index loops, no view per row
-            d = start + r * pw
-            if rows[r] < 0:
-                for q in range(pw):
-                    dst[d + q] = 0
-                continue
-            s = rows[r] * width
-            ud, us = uint64(d + left), uint64(s)
-            for q in range(width):
-                dst[ud + uint64(q)] = plane[us + uint64(q)]
-            for q in range(left):
-                dst[d + q] = plane[s + cols[q]] if cols[q] >= 0 else 0
-            for q in range(left + width, pw):
-                dst[d + q] = plane[s + cols[q]] if cols[q] >= 0 else 0
+        pad_plane(x[ni, c0 + c].reshape(-1), x.shape[3], rows, cols, left, xs[c], start)
 
 
 @njit(inline="always", fastmath=True)
