@@ -143,6 +143,24 @@ def test_direct_medium_groups_flat_path(cg, og, groups, k, d, pad, mode, dtype):
     assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_shares_the_bands_of_one_sample_between_threads(monkeypatch, dtype):
+    """Fewer samples than threads: one sample's bands of output rows run in parallel (with
+    enough work for the thread pool), each writing its own rows of the output."""
+    from convkit.kernels import blas, gemm
+    monkeypatch.setattr(gemm, "TILE_BYTES", 8192)
+    monkeypatch.setattr(gemm, "MIN_PIXELS", 1)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 8, 64, 62)).astype(dtype)
+    w = rng.standard_normal((16, 8, 5, 5)).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype)
+    settings = dict(stride=2, padding=2, padding_mode="circular")
+    problem = problem_of(x.shape, w.shape, dtype, **settings)
+    assert gemm.flops(problem) >= blas.SMALL_FLOPS and gemm.band_rows(problem) < problem.out_h
+    out = run_kernel("gemm", x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+
 def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     """Cold start depends on it: a kernel whose cache key changes per process recompiles
     every time (a jitted helper captured in a closure does that)."""

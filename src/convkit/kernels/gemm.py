@@ -68,7 +68,7 @@ def run(x, w, b, p):
     for n in range(p.n):  # fewer samples than threads: share out the bands of each
         planes = phase_planes(x, p, n)
 
-        def band(oh0):
+        def band(oh0, n=n, planes=planes):  # this sample's, bound now
             pixels, columns = band_columns(planes, p, oh0)
             _products(wmat, columns.reshape(g, -1, columns.shape[1]),
                       flat_out[n, :, :, pixels], bias)
