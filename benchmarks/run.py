@@ -4,6 +4,7 @@
     python -m benchmarks --mode backward       # conv2d_backward against torch autograd
     python -m benchmarks --mode coldstart      # import + first calls, fresh processes
     python -m benchmarks --mode memory         # peak extra resident memory of one call
+    python -m benchmarks --mode dtypes         # convkit float64 against float32
     python -m benchmarks --cases dw3x3,stem --repeat 21 --dtype float64
 
 Each repeat runs the contenders back to back in a rotating order and the table
@@ -231,7 +232,8 @@ def _chart(results, mode, rows, peers, dtype_name):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=("forward", "backward", "coldstart", "memory"),
+    parser.add_argument("--mode", choices=("forward", "backward", "coldstart", "memory",
+                                           "dtypes"),
                         default="forward")
     parser.add_argument("--cases", default="", help="comma-separated substrings of case names")
     parser.add_argument("--repeat", type=int, default=15)
@@ -285,6 +287,8 @@ def main(argv=None) -> int:
     if args.mode in ("coldstart", "memory"):
         from . import process
         return process.main(args.mode, cases, args.results)
+    if args.mode == "dtypes":
+        return dtype_report([c for c in cases if not c.tiny], args)
     import torch
 
     import convkit
@@ -314,6 +318,40 @@ def main(argv=None) -> int:
     print("\n".join(summary))
     write_report(args.results, args.mode, rows, header, summary, args.dtype)
     print(f"wrote {args.results / (args.mode + '.md')} and .png")
+    return 0
+
+
+def dtype_report(cases, args) -> int:
+    """convkit's float64 time over its float32 time, per large case, interleaved in one
+    process (the target: float64 within 2x)."""
+    import convkit
+
+    repeat = 5 if args.quick else args.repeat
+    load_before = os.getloadavg()[0]
+    lines = [f"machine: {os.cpu_count()} cores, load average {load_before:.2f} at the start; "
+             f"convkit float32 and float64 round robin, median of {repeat}", "",
+             "| case | float32 ms | float64 ms | float64 / float32 |", "|---|---|---|---|"]
+    ratios = []
+    for case in cases:
+        calls = {}
+        for dtype in (np.float32, np.float64):
+            x, w, b = case_arrays(case, dtype)
+            calls[dtype.__name__] = partial(convkit.conv2d, x, w, b, **case.settings)
+        times = round_robin(calls, repeat)
+        ratio = times["float64"] / times["float32"]
+        ratios.append((ratio, case.name))
+        lines.append(f"| {case.name} | {times['float32'] * 1e3:.3f} | "
+                     f"{times['float64'] * 1e3:.3f} | {ratio:.2f} |")
+        print(lines[-1], flush=True)
+    over = [f"{name} {r:.2f}" for r, name in ratios if r > 2.0]
+    summary = (f"float64 within 2x of float32 in {len(ratios) - len(over)} of {len(ratios)} "
+               f"cases" + (f"; over: {', '.join(over)}" if over else ""))
+    lines += ["", f"- {summary}", f"- load average at the end: {os.getloadavg()[0]:.2f}"]
+    print(summary)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "dtypes.md").write_text("# convkit float64 against float32\n\n"
+                                             + "\n".join(lines) + "\n")
+    print(f"wrote {args.results / 'dtypes.md'}")
     return 0
 
 
