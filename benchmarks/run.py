@@ -267,8 +267,7 @@ def header_lines(mode, dtype_name, repeat, roofline, load_before):
     ]
     if load_before > BUSY_LOAD:
         lines.append(f"WARNING: load average {load_before:.2f} before the run -- another process "
-                     f"is using the cores, so these times are not comparable with an idle run "
-                     f"(BLAS products that split over {THREADS} threads suffer most)")
+                     f"is using the cores, so these times are not comparable with an idle run")
     return lines
 
 
