@@ -73,3 +73,20 @@ def _sum_in_pool(n):
             total.append(task)
     blas.parallel(work, range(n), BIG)
     return sum(total)
+
+
+def test_overlapping_calls_from_two_threads_restore_blas_once_both_leave():
+    """A second user thread entering and leaving convkit while the first is inside must not
+    lift the first one's limit; the original thread counts come back when the last leaves."""
+    before = blas_threads()
+    with blas.single_threaded_blas():
+        other = threading.Thread(target=_enter_and_leave)
+        other.start()
+        other.join(30)
+        assert all(n == 1 for n in blas_threads())  # still limited for the first caller
+    assert blas_threads() == before
+
+
+def _enter_and_leave():
+    with blas.single_threaded_blas():
+        pass

@@ -27,7 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 SMALL_FLOPS = 4_000_000  # below this one thread does it all: a hand-off costs more
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _state: dict = {}
 
 
@@ -80,33 +80,32 @@ def accumulate(work, n: int, shape, dtype, flops: float) -> np.ndarray:
 
 @contextmanager
 def single_threaded_blas():
-    """The BLAS libraries NumPy and SciPy loaded run single-threaded inside the block
-    (restored after; nested use is a no-op)."""
-    local = _state.setdefault("local", threading.local())
-    if getattr(local, "active", False):
-        yield
-        return
-    local.active = True
+    """The BLAS libraries NumPy and SciPy loaded run single-threaded inside the block.
+    Blocks may nest and overlap across threads: the first to enter sets the limit, the
+    last to leave restores what was there before."""
+    with _lock:
+        if _state.get("users", 0) == 0:
+            _state["limit"] = _controller().limit(limits=1)  # remembers the old counts
+        _state["users"] = _state.get("users", 0) + 1
     try:
-        with _controller().limit(limits=1):
-            yield
+        yield
     finally:
-        local.active = False
+        with _lock:
+            _state["users"] -= 1
+            if _state["users"] == 0:
+                _state.pop("limit").restore_original_limits()
 
 
 def _controller():
-    controller = _state.get("controller")
-    if controller is None:
-        with _lock:
-            controller = _state.setdefault(
-                "controller", ThreadpoolController().select(user_api="blas"))
-    return controller
+    """Found once, under ``_lock`` (the callers hold it)."""
+    if "controller" not in _state:
+        _state["controller"] = ThreadpoolController().select(user_api="blas")
+    return _state["controller"]
 
 
 def _forget_pool_in_child():
     """A forked child has none of its parent's threads: start a new pool on demand."""
     _state.pop("pool", None)
-    _state.pop("local", None)
 
 
 os.register_at_fork(after_in_child=_forget_pool_in_child)

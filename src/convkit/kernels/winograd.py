@@ -33,16 +33,13 @@ Stages:
 Tiling and threads: stages 2-4 run on *units* -- a few samples, or a band of tile
 rows of one sample when one sample alone is larger -- whose ``V`` and ``M`` stay
 under ``TILE_BYTES``, so memory is flat whatever the batch or image size (one
-``V``/``M`` pair per worker, reused).  One worker per core (``numba.get_num_threads``)
-takes units from a shared list and runs all three stages of each itself, with
-BLAS held to one thread (threadpoolctl) for the call.  Alternating a Numba
-parallel region and multi-threaded BLAS products instead costs a synchronisation
-per product: on a shared machine each one waits for a descheduled thread, and
-that measured 5-40x slower than this layout, which only joins once per call (and
-a slow core just takes fewer units).  Small problems (``SERIAL_FLOPS``) run on
-the calling thread alone.  Calls are serialised (the BLAS limit is process-wide:
-other threads' NumPy products run single-threaded meanwhile), and a forked child
-starts a pool of its own (the parent's threads do not survive ``fork``).
+``V``/``M`` pair per worker, reused).  The units are shared out by
+:func:`convkit.kernels.blas.parallel`: one worker per core takes units from a shared
+list and runs all three stages of each itself, with BLAS single-threaded meanwhile
+(alternating a Numba parallel region and multi-threaded BLAS products instead waits
+for a descheduled thread on every product: 5-40x slower on a shared machine; here a
+slow core just takes fewer units).  Small problems (``SERIAL_FLOPS``) run on the
+calling thread alone.
 
 Why F(2x2) and not F(4x4, 3x3) (4x fewer multiplies) or F(3x3, 3x3): the bigger
 transforms have larger entries and amplify float32 rounding.  Measured on random
@@ -52,17 +49,14 @@ the points (0, +-1, +-2, +-1/2), F(3x3) 4-6e-6, F(2x2) 7e-7 (a direct float32 su
 """
 from __future__ import annotations
 
-import os
 import queue
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numba
 import numpy as np
 from numba import njit
 
 from ..padding import index_map
+from . import blas
 
 TILE_BYTES = 4 << 20  # V + M per unit: near L2 size (measured 2-8 MiB: 4 best overall)
 MIN_CHANNELS = 16  # below this the transforms cost more than the products save
@@ -113,42 +107,38 @@ def run(x, w, b, p):
     u = np.empty((16, spread_rows(p.c_out, p.c_in * item), p.c_in), dtype=p.dtype)
 
     product_flops = 32 * p.n * th * tw * p.c_in * p.c_out
-    with _LOCK, _blas_limit(product_flops >= SERIAL_FLOPS) as workers:
-        units = work_units(p.n, th, 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize,
-                           workers, TILE_BYTES)
-        sizes = [nt * (tr1 - tr0) * tw for _, nt, tr0, tr1 in units]
-        v_size = max(16 * spread_rows(p.c_in, t * item) * t for t in sizes)
-        m_size = max(16 * spread_rows(p.c_out, t * item) * t for t in sizes)
-        buffers = queue.SimpleQueue()  # one (V, M) pair per worker, reused unit after unit
-        for _ in range(min(workers, len(units))):
-            buffers.put((np.empty(v_size, p.dtype), np.empty(m_size, p.dtype)))
+    # small problems: the calling thread alone (a hand-off costs more than it saves)
+    flops = product_flops if product_flops >= SERIAL_FLOPS else 0.0
+    workers = numba.get_num_threads() if flops else 1
+    units = work_units(p.n, th, 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize,
+                       workers, TILE_BYTES)
+    sizes = [nt * (tr1 - tr0) * tw for _, nt, tr0, tr1 in units]
+    v_size = max(16 * spread_rows(p.c_in, t * item) * t for t in sizes)
+    m_size = max(16 * spread_rows(p.c_out, t * item) * t for t in sizes)
+    buffers = queue.SimpleQueue()  # one (V, M) pair per worker, reused unit after unit
+    for _ in range(min(workers, len(units))):
+        buffers.put((np.empty(v_size, p.dtype), np.empty(m_size, p.dtype)))
 
-        def unit(n0, nt, tr0, tr1):
-            tiles = nt * (tr1 - tr0) * tw
-            v_buf, m_buf = buffers.get()
-            try:
-                v_rows = spread_rows(p.c_in, tiles * item)
-                m_rows = spread_rows(p.c_out, tiles * item)
-                v = v_buf[:16 * v_rows * tiles].reshape(16, v_rows, tiles)
-                m = m_buf[:16 * m_rows * tiles].reshape(16, m_rows, tiles)
-                _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1,
-                                 tw, v)
-                for z in range(16):
-                    np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out])
-                _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
-            finally:  # a failed unit must not leave the next one waiting for buffers
-                buffers.put((v_buf, m_buf))
+    def unit(task):
+        n0, nt, tr0, tr1 = task
+        tiles = nt * (tr1 - tr0) * tw
+        v_buf, m_buf = buffers.get()
+        try:
+            v_rows = spread_rows(p.c_in, tiles * item)
+            m_rows = spread_rows(p.c_out, tiles * item)
+            v = v_buf[:16 * v_rows * tiles].reshape(16, v_rows, tiles)
+            m = m_buf[:16 * m_rows * tiles].reshape(16, m_rows, tiles)
+            _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, v)
+            for z in range(16):
+                np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out])
+            _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
+        finally:  # a failed unit must not leave the next one waiting for buffers
+            buffers.put((v_buf, m_buf))
 
-        if workers == 1:
-            _weight_transform(w, u, 0, p.c_out)
-            for task in units:
-                unit(*task)
-        else:
-            pool = _pool(workers)
-            bounds = [p.c_out * i // workers for i in range(workers + 1)]
-            list(pool.map(lambda i: _weight_transform(w, u, bounds[i], bounds[i + 1]),
-                          range(workers)))
-            list(pool.map(lambda task: unit(*task), units))  # workers take units as they free up
+    bounds = [p.c_out * i // workers for i in range(workers + 1)]
+    blas.parallel(lambda i: _weight_transform(w, u, bounds[i], bounds[i + 1]), range(workers),
+                  flops)
+    blas.parallel(unit, units, flops)  # workers take units as they free up
     return out
 
 
@@ -167,48 +157,6 @@ def work_units(n, tile_rows, row_bytes, workers, budget):
     per_sample = min(per_sample, tile_rows)
     edges = [tile_rows * i // per_sample for i in range(per_sample + 1)]
     return [(s, 1, a, b) for s in range(n) for a, b in zip(edges, edges[1:]) if b > a]
-
-
-_LOCK = threading.Lock()  # one call at a time: the BLAS limit is process-wide
-_POOLS: dict = {}
-_CONTROLLER = []
-
-
-def _after_fork_in_child():
-    """A forked child has none of the parent's pool threads: start afresh."""
-    global _LOCK
-    _LOCK = threading.Lock()
-    _POOLS.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _pool(workers):
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="convkit-winograd")
-    return _POOLS[workers]
-
-
-@contextmanager
-def _blas_limit(share=True):
-    """Yield the worker count, with BLAS held to one thread while the workers run (each runs
-    its own products).  Small problems (``share`` false), or no threadpoolctl: one worker,
-    the calling thread, and BLAS's own threads."""
-    workers = numba.get_num_threads() if share else 1
-    if workers > 1 and not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _CONTROLLER.append(None)
-        else:
-            _CONTROLLER.append(ThreadpoolController())
-    controller = _CONTROLLER[0] if _CONTROLLER else None
-    if workers == 1 or controller is None:
-        yield 1
-        return
-    with controller.limit(limits=1, user_api="blas"):
-        yield workers
 
 
 @njit(nogil=True, fastmath=True, cache=True)
