@@ -98,7 +98,7 @@ def phase_planes(x, p, n):
     (sh, sw) = p.spec.stride
     rows = index_map(p.h, top, bottom, p.spec.padding_mode)
     cols = index_map(p.w, left, right, p.spec.padding_mode)
-    hq, wq = -(-rows.size // sh), -(-cols.size // sw)
+    hq, wq = _phase_shape(p)
     planes = np.empty(p.c_in * sh * sw * hq * wq, dtype=p.dtype)
     _phase_splitter(sh, sw)(x.reshape(-1), n * p.c_in * p.h * p.w, p.h, p.w, p.c_in, rows,
                             cols, left, hq, wq, planes)
@@ -113,12 +113,18 @@ def band_columns(planes, p, oh0, buf=None):
     size = p.c_in * p.kh * p.kw * (oh1 - oh0) * p.out_w
     buf = np.empty(size, dtype=p.dtype) if buf is None else buf[:size]
     columns = buf.reshape(p.c_in * p.kh * p.kw, (oh1 - oh0) * p.out_w)
-    (top, bottom), (left, right) = p.spec.pads
     (sh, sw), (dh, dw) = p.spec.stride, p.spec.dilation
-    hq, wq = -(-(p.h + top + bottom) // sh), -(-(p.w + left + right) // sw)
+    hq, wq = _phase_shape(p)
     _im2col_phases(planes, p.c_in, p.kh, p.kw, sh, sw, dh, dw, hq, wq, oh0, oh1, p.out_w,
                    columns)
     return slice(oh0 * p.out_w, oh1 * p.out_w), columns
+
+
+def _phase_shape(p):
+    """(rows, columns) of one stride-phase plane of the padded input."""
+    (top, bottom), (left, right) = p.spec.pads
+    (sh, sw) = p.spec.stride
+    return -(-(p.h + top + bottom) // sh), -(-(p.w + left + right) // sw)
 
 
 def sample_bands(x, p, n):
