@@ -6,16 +6,17 @@ Routes, first match wins (the same for both gradients where it applies):
     gradient placed on the stride grid.
 ``input_gradient``  d(out)/d(input) applied to grad_output -- a transposed convolution.
     Stride 1 (dense or grouped): a forward correlation of grad_output with the flipped
-    kernels, on the forward table's kernels (so Winograd, GEMM or direct, whichever the
-    table picks -- measured faster than the col2im scatter below); zero padding within the kernel's extent gives the input
-    gradient directly, any other padding is folded back through the index maps.
-    Small groups at a stride: a direct Numba scatter per (sample, group) into a
-    phase-major padded scratch, folded once.  Dense at a stride: per sample and band of
-    output rows, ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW, pixels), then a Numba col2im scatter-adds
-    each column into the input *through the padding index maps*, so the fold back from
-    padded to real coordinates (dropping zero padding, adding a reflected or wrapped
-    border onto the pixel it copies) is fused, and a stride needs no zero-stuffed input.
-``weight_gradient`` correlation of the input with grad_output.
+    kernels, on the forward table's kernels (Winograd, GEMM or direct, whichever the table
+    picks; measured faster than the col2im scatter below); zero padding within the
+    kernel's extent gives the input gradient directly, any other padding is folded back
+    through the index maps.  Small groups at a stride: a direct Numba scatter per
+    (sample, group) into a phase-major padded scratch, folded once.  Dense at a stride:
+    per sample and band of output rows, ``cols = W[g]^T @ grad_out[g]`` (C/g*kH*kW,
+    pixels), then a Numba col2im scatter-adds each column into the input *through the
+    padding index maps*, so the fold back from padded to real coordinates (dropping zero
+    padding, adding a reflected or wrapped border onto the pixel it copies) is fused, and
+    a stride needs no zero-stuffed input.
+``weight_and_bias_gradients`` correlation of the input with grad_output.
     Grouped at stride 1 with 5-32 channels per group: ``grouped_grad`` (the samples laid
     end to end, so each tap is one dot product over the whole batch, 4x4 channel blocks).
     Other grouped at stride 1, and small groups at any stride: long dot products over flat
@@ -157,32 +158,19 @@ def _fold_planes(padded, grad, rows, cols, top, left):
 
 
 def weight_and_bias_gradients(grad_out, x, p):
-    """(weight gradient, bias gradient).  The small-group route sums the bias gradient
-    while each output-gradient plane is in cache (for a depthwise layer that pass over
-    grad_output costs as much as the weight gradient's own reads); the others leave it
-    to one NumPy reduction."""
-    if not _pointwise(p) and not grouped_grad.supports(p) and _flat_route(p):
+    """(weight gradient, bias gradient), the weight's ``(C_out, C_in/groups, kH, kW)``.
+    The small-group route sums the bias gradient while each output-gradient plane is in
+    cache (for a depthwise layer that pass over grad_output costs as much as the weight
+    gradient's own reads); the others leave it to one NumPy reduction."""
+    if _pointwise(p):
+        return _pointwise_weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
+    if grouped_grad.supports(p):
+        return grouped_grad.weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
+    if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
         bias = np.zeros(p.c_out)  # float64 sums
         _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups)
         return grad, bias.astype(p.dtype)
-    return weight_gradient(grad_out, x, p), grad_out.sum(axis=(0, 2, 3))
-
-
-def _flat_route(p) -> bool:
-    return p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p))
-
-
-def weight_gradient(grad_out, x, p):
-    """grad of sum(out * grad_out) with respect to the weight, (C_out, C_in/groups, kH, kW)."""
-    if _pointwise(p):
-        return _pointwise_weight_gradient(grad_out, x, p)
-    if grouped_grad.supports(p):
-        return grouped_grad.weight_gradient(grad_out, x, p)
-    if _flat_route(p):
-        grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
-        _weight_grad_flat(grad_out, x, grad, np.zeros(p.c_out), *_geometry(p), p.spec.groups)
-        return grad
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
 
@@ -192,7 +180,16 @@ def weight_gradient(grad_out, x, p):
             for gi in range(g):
                 acc[gi] += go[n, gi, :, pixels] @ per_group[gi].T
     grad = blas.accumulate(add, p.n, (g, og, k), p.dtype, gemm.flops(p))
-    return grad.reshape(p.c_out, p.group_in, p.kh, p.kw)
+    return grad.reshape(p.c_out, p.group_in, p.kh, p.kw), _bias_gradient(grad_out)
+
+
+def weight_gradient(grad_out, x, p):
+    """The weight gradient alone (see :func:`weight_and_bias_gradients`)."""
+    return weight_and_bias_gradients(grad_out, x, p)[0]
+
+
+def _bias_gradient(grad_out):
+    return grad_out.sum(axis=(0, 2, 3))
 
 
 @njit(nogil=True, cache=True)
