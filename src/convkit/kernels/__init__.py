@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..padding import index_map
 from ..spec import ConvSpec
 from . import direct, gemm, grouped, reference, winograd
 
@@ -44,6 +45,13 @@ class Problem:
         c_out, _, kh, kw = w_shape
         out_h, out_w = spec.output_size((h, w), (kh, kw))
         return cls(n, c_in, h, w, c_out, kh, kw, out_h, out_w, spec, np.dtype(dtype))
+
+    def index_maps(self):
+        """(row map, column map) of the padded input: for every padded row / column, the
+        input row / column it reads, -1 for zero (:func:`convkit.padding.index_map`)."""
+        (top, bottom), (left, right) = self.spec.pads
+        return (index_map(self.h, top, bottom, self.spec.padding_mode),
+                index_map(self.w, left, right, self.spec.padding_mode))
 
     @property
     def group_in(self) -> int:
@@ -74,7 +82,7 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 #               each input plane, borders read in place
 #   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, any pads
 #               and padding mode, float32 and float64: F(2x2, 3x3), 2.25x fewer multiplies,
-#               16 BLAS products per unit of samples / tile rows, one worker per core
+#               16 BLAS products per unit of samples / tile rows, on kernels/blas.py
 #   gemm        everything else: 1x1 as one product per sample and group; otherwise
 #               cache-sized im2col bands copied from padded stride-phase planes, times W;
 #               BLAS single-threaded on convkit's own threads (kernels/blas.py)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..padding import index_map
 from ..spec import ConvSpec, PaddingMode
 from . import Problem, blas, gemm, grouped_grad, run
 from .direct import _pad_planes
@@ -37,9 +36,7 @@ from .direct import _pad_planes
 
 def _geometry(p):
     """(row map, column map, sh, sw, dh, dw) of the forward problem."""
-    (top, bottom), (left, right) = p.spec.pads
-    return (index_map(p.h, top, bottom, p.spec.padding_mode),
-            index_map(p.w, left, right, p.spec.padding_mode), *p.spec.stride, *p.spec.dilation)
+    return (*p.index_maps(), *p.spec.stride, *p.spec.dilation)
 
 
 def _direct(p) -> bool:

@@ -32,7 +32,6 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..padding import index_map
 
 # (kH, kW, sH, sW, dH, dW) with a kernel of their own.
 SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
@@ -41,10 +40,11 @@ SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
 
 def supports(problem) -> bool:
     """Grouped convs: with at most 4 input channels per group (depthwise with any depth
-    multiplier, ResNeXt-style) in any geometry; with up to 32 per group (ResNeXt deep
-    stages, ShuffleNet's grouped 1x1) at stride 1 in a specialised geometry, where the
-    flat-plane loop beats many tiny BLAS products.  Dense convs, even with few input
-    channels (an RGB stem), have too few (sample, group) tasks to share out: GEMM."""
+    multiplier, ResNeXt-style) in any geometry; with up to 32 per group at stride 1 in a
+    specialised geometry, where the flat-plane loop beats many tiny BLAS products (the
+    table asks ``grouped`` first: here come only groups with fewer than 4 outputs).
+    Dense convs, even with few input channels (an RGB stem), have too few (sample, group)
+    tasks to share out: GEMM."""
     p, spec = problem, problem.spec
     if spec.groups == 1:
         return False
@@ -58,10 +58,9 @@ def _geometry(p):
 
 def run(x, w, b, p):
     spec = p.spec
-    (top, bottom), (left, right) = spec.pads
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    rows = index_map(p.h, top, bottom, spec.padding_mode)
-    cols = index_map(p.w, left, right, spec.padding_mode)
+    rows, cols = p.index_maps()
+    left = spec.pads[1][0]
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     if _geometry(p) in SPECIALISED:

@@ -23,7 +23,6 @@ import numba
 import numpy as np
 from numba import njit, uint64
 
-from ..padding import index_map
 from . import blas
 from .direct import _phase_planes
 
@@ -94,14 +93,12 @@ def band_rows(p) -> int:
 
 def phase_planes(x, p, n):
     """Sample ``n``'s padded stride-phase planes, flat: ``(C, sH, sW, H_phase, W_phase)``."""
-    (top, bottom), (left, right) = p.spec.pads
     (sh, sw) = p.spec.stride
-    rows = index_map(p.h, top, bottom, p.spec.padding_mode)
-    cols = index_map(p.w, left, right, p.spec.padding_mode)
+    rows, cols = p.index_maps()
     hq, wq = _phase_shape(p)
     planes = np.empty(p.c_in * sh * sw * hq * wq, dtype=p.dtype)
     _phase_splitter(sh, sw)(x.reshape(-1), n * p.c_in * p.h * p.w, p.h, p.w, p.c_in, rows,
-                            cols, left, hq, wq, planes)
+                            cols, p.spec.pads[1][0], hq, wq, planes)
     return planes
 
 

@@ -47,8 +47,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..padding import index_map
-from .direct import SPECIALISED
+from .direct import SPECIALISED, _geometry
 
 TILE = 1024  # flat positions per tile
 SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
@@ -60,9 +59,8 @@ def supports(problem) -> bool:
     direct's ``SPECIALISED`` set (compiled kernels stay few).  Depthwise (1 input
     channel per group) stays on ``direct``: nothing to share across input channels."""
     p, spec = problem, problem.spec
-    geometry = (p.kh, p.kw, 1, 1, *spec.dilation)
     return (spec.groups > 1 and 2 <= p.group_in <= 32 and p.group_out >= 4
-            and spec.stride == (1, 1) and geometry in SPECIALISED)
+            and spec.stride == (1, 1) and _geometry(p) in SPECIALISED)
 
 
 def channel_unroll(kh, kw, cg) -> int:
@@ -89,9 +87,8 @@ def pack_weights(w, groups, cu):
 
 def run(x, w, b, p):
     spec = p.spec
-    (top, bottom), (left, right) = spec.pads
-    rows = index_map(p.h, top, bottom, spec.padding_mode)
-    cols = index_map(p.w, left, right, spec.padding_mode)
+    rows, cols = p.index_maps()
+    left = spec.pads[1][0]
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     dh, dw = spec.dilation

@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..padding import index_map
 from .grouped import pad_plane
 
 STAGE_BYTES = 512 << 10  # staged input and output-gradient rows of one task
@@ -37,9 +36,8 @@ def supports(p) -> bool:
 
 
 def weight_gradient(grad_out, x, p):
-    (top, bottom), (left, right) = p.spec.pads
-    rows = index_map(p.h, top, bottom, p.spec.padding_mode)
-    cols = index_map(p.w, left, right, p.spec.padding_mode)
+    rows, cols = p.index_maps()
+    left = p.spec.pads[1][0]
     grad = np.empty((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
     plane = rows.size * cols.size * p.dtype.itemsize
     chunk = max(1, min(p.n, STAGE_BYTES // max(1, plane * (p.group_in + p.group_out))))

@@ -55,7 +55,6 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..padding import index_map
 from . import blas
 
 TILE_BYTES = 4 << 20  # V + M per unit: near L2 size (measured 2-8 MiB: 4 best overall)
@@ -74,13 +73,6 @@ def supports(problem) -> bool:
             and p.c_out >= MIN_CHANNELS)
 
 
-def transform_weights(w: np.ndarray) -> np.ndarray:
-    """U (16, C_out, C_in) = G g G^T for every filter, summed in float64, in w's dtype."""
-    u = np.empty((16, w.shape[0], w.shape[1]), dtype=w.dtype)
-    _weight_transform(w, u, 0, w.shape[0])
-    return u
-
-
 def spread_rows(rows: int, row_bytes: int) -> int:
     """Rows (>= ``rows``) to allocate per transform point so that the 16 planes of a
     ``(16, rows, ...)`` array start in 16 different L1 cache sets.  The transforms touch all
@@ -95,9 +87,8 @@ def spread_rows(rows: int, row_bytes: int) -> int:
 
 def run(x, w, b, p):
     spec = p.spec
-    (top, bottom), (left, right) = spec.pads
-    rows = index_map(p.h, top, bottom, spec.padding_mode)
-    cols = index_map(p.w, left, right, spec.padding_mode)
+    rows, cols = p.index_maps()
+    left = spec.pads[1][0]
     # padded columns inner_lo..inner_hi-1 read input column q - left: copied in one piece
     inner_lo, inner_hi = max(left, 0), max(left, 0, min(cols.size, left + p.w))
     th, tw = (p.out_h + 1) // 2, (p.out_w + 1) // 2
