@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) for dense 3x3 stride-1 convolutions.
+"""Winograd F(2x2, 3x3) and, in float64, F(4x4, 3x3) for dense 3x3 stride-1 convolutions.
 
 The algorithm (Lavin & Gray 2016).  Each 2x2 block of outputs ("tile") of one
 output channel depends on a 4x4 patch ``d`` of each input channel (tiles step
@@ -15,41 +15,52 @@ by 2, patches overlap by 2).  With the 3x3 filter ``g``::
 from 9 per input channel to 16 / 4 = 4: 2.25x fewer multiplies.  The sum over
 input channels of the elementwise products is, for each of the 16 transform
 points ``z``, one matrix product ``M[z] (C_out, tiles) = U[z] (C_out, C_in) @
-V[z] (C_in, tiles)`` -- BLAS does the bulk of the work.
+V[z] (C_in, tiles)`` -- BLAS does the bulk of the work.  F(4x4, 3x3) is the same
+with 4x4 tiles, 6x6 patches and 36 points (matrices beside its transforms): 2.25
+products per output, 4x fewer than direct.
 
 Stages:
 
 1. ``U = G g G^T`` for every (C_out, C_in) pair, once per call, summed in float64
-   and rounded once (16 C_out C_in numbers: cheap next to the rest).
+   and rounded once (16 or 36 C_out C_in numbers: cheap next to the rest).
 2. Input transform (Numba): ``V[z, c, t] = (B^T d B)[z]``.  For each channel the
    padded input rows are gathered through the padding index maps (every padding
-   mode, asymmetric pads, no padded copy of the input), four at a time (two of
-   them shared with the previous tile row), combined as whole rows, then the
-   columns, storing each tile's 16 values along the contiguous tile axis.
-3. 16 BLAS products ``M[z] = U[z] @ V[z]``.
+   mode, asymmetric pads, no padded copy of the input), into a ring of rows (those
+   shared with the previous tile row are kept), combined as whole rows, then the
+   columns, storing each tile's values along the contiguous tile axis.
+3. One BLAS product per point, ``M[z] = U[z] @ V[z]``.
 4. Output transform (Numba): ``Y = A^T M A`` plus bias; the last tile row / column
-   is cropped when the output size is odd.
+   is cropped when the tiles overrun the output.
 
-Tiling and threads: stages 2-4 run on *units* -- a few samples, or a band of tile
-rows of one sample when one sample alone is larger -- whose ``V`` and ``M`` stay
-under ``TILE_BYTES``, so memory is flat whatever the batch or image size (one
-``V``/``M`` pair per worker, reused).  The units are shared out by
-:func:`convkit.kernels.blas.parallel`: one worker per core takes units from a shared
-list and runs all three stages of each itself, with BLAS single-threaded meanwhile
-(alternating a Numba parallel region and multi-threaded BLAS products instead waits
-for a descheduled thread on every product: 5-40x slower on a shared machine; here a
-slow core just takes fewer units).  Small problems (``SERIAL_FLOPS``) run on the
-calling thread alone.
+Schedules.  *By units* (images with many tiles): stages 2-4 run on units -- a few
+samples, or a band of tile rows of one sample when one sample alone is larger --
+whose ``V`` and ``M`` stay under ``TILE_BYTES``, so memory is flat whatever the batch
+or image size (one ``V``/``M`` pair per worker, reused) and stays in cache between the
+stages.  The units are shared out by :func:`convkit.kernels.blas.parallel`: one worker
+per core takes units from a shared list and runs all three stages of each itself, with
+BLAS single-threaded meanwhile (alternating a Numba parallel region and multi-threaded
+BLAS products instead waits for a descheduled thread on every product: 5-40x slower on
+a shared machine; here a slow core just takes fewer units).  *By point* (deep layers on
+small planes, where ``U`` -- 4 MB for 256x256 channels in float32, 19 MB with F(4x4) in
+float64 -- would be read from memory once per unit): each stage over the whole batch,
+the transforms in channel slices and one product per point, so U, V and M each pass
+through memory once and the products are as wide as the batch (:func:`by_point`
+decides).  Small problems (``SERIAL_FLOPS``) run on the calling thread alone.
 
-Why F(2x2) and not F(4x4, 3x3) (4x fewer multiplies) or F(3x3, 3x3): the bigger
-transforms have larger entries and amplify float32 rounding.  Measured on random
-data with 512 input channels (error / max |out|): F(4x4) 0.8-1.8e-5 depending on
-the points (0, +-1, +-2, +-1/2), F(3x3) 4-6e-6, F(2x2) 7e-7 (a direct float32 sum:
-3e-7).  The tests allow 2e-5 and this kernel promises 5e-6: only F(2x2) has margin.
+Why F(2x2) in float32 and not F(4x4, 3x3) or F(3x3, 3x3): the bigger transforms have
+larger entries and amplify float32 rounding.  Measured on random data with 512 input
+channels (error / max |out|): F(4x4) 0.8-1.8e-5 depending on the points (0, +-1, +-2,
++-1/2), F(3x3) 4-6e-6, F(2x2) 7e-7 (a direct float32 sum: 3e-7).  The tests allow 2e-5
+and this kernel promises 5e-6: only F(2x2) has margin.  Float64 has 29 more bits, so
+F(4x4) (error ~5e-15 of max |out|) is used where its tiles fit the plane
+(:func:`variant`): a float64 BLAS product runs at half the float32 rate (measured
+1.9-2.3x slower here), so float64 needs the fewer products most.
 """
 from __future__ import annotations
 
 import queue
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
@@ -61,6 +72,8 @@ TILE_BYTES = 4 << 20  # V + M per unit: near L2 size (measured 2-8 MiB: 4 best o
 MIN_CHANNELS = 16  # below this the transforms cost more than the products save
 SERIAL_FLOPS = 20_000_000  # smaller products: one worker, no pool hand-off or BLAS limit
 UNITS_PER_WORKER = 4  # several units each: a core slowed by another process takes fewer
+BATCH_BYTES = 32 << 20  # V + M of the whole batch, for the stage-by-stage schedule
+F4_MAX_PRODUCTS = 0.6  # float64 takes F(4x4) when it needs at most this share of F(2x2)'s
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -73,39 +86,116 @@ def supports(problem) -> bool:
             and p.c_out >= MIN_CHANNELS)
 
 
-def spread_rows(rows: int, row_bytes: int) -> int:
-    """Rows (>= ``rows``) to allocate per transform point so that the 16 planes of a
-    ``(16, rows, ...)`` array start in 16 different L1 cache sets.  The transforms touch all
-    16 planes at once; planes a multiple of 4 KiB apart (64 x 784 float32 tiles is one)
-    would share one 8-way set and evict each other on every store."""
+def spread_rows(rows: int, row_bytes: int, points: int = 16) -> int:
+    """Rows (>= ``rows``) to allocate per transform point so that the planes of a
+    ``(points, rows, ...)`` array start in different L1 cache sets (all 64 when there are
+    more points).  The transforms touch all the planes at once; planes a multiple of 4 KiB
+    apart (64 x 784 float32 tiles is one) would share one 8-way set and evict each other
+    on every store."""
+    wanted = min(points, 64)
     for extra in range(64):
         stride = (rows + extra) * row_bytes
-        if len({(z * stride // 64) % 64 for z in range(16)}) == 16:
+        if len({(z * stride // 64) % 64 for z in range(points)}) >= wanted:
             return rows + extra
     return rows + 1
 
 
+class Variant(NamedTuple):
+    """One Winograd F(m x m, 3x3): output tiles of ``m`` x ``m``, ``(m + 2)**2`` points."""
+
+    m: int
+    input_transform: Callable
+    output_transform: Callable
+    weight_transform: Callable
+
+    @property
+    def points(self) -> int:
+        return (self.m + 2) ** 2
+
+
+def variant(p) -> Variant:
+    """F(2x2) for float32: F(4x4) would amplify its rounding past the promised 5e-6.
+    For float64 (29 more bits absorb that) F(4x4) where it needs at most 0.6x the
+    products of F(2x2): 36 per 4x4 tile against 16 per 2x2 tile is 0.5625x when the tiles
+    fit the plane (28x28, 56x56), but 14x14 is covered by 16x16 (0.73x), and then the
+    heavier transforms eat the gain (measured on ResNet's 256-channel 14x14 stage: F(4x4)
+    0.85-0.95x the speed of F(2x2); on the 64-channel 56x56 stage 1.1-1.35x faster)."""
+    if p.dtype == np.float64:
+        f4 = 36 * -(-p.out_h // 4) * -(-p.out_w // 4)
+        f2 = 16 * -(-p.out_h // 2) * -(-p.out_w // 2)
+        if f4 <= F4_MAX_PRODUCTS * f2:
+            return F4
+    return F2
+
+
 def run(x, w, b, p):
     spec = p.spec
+    f = variant(p)
+    points, item = f.points, p.dtype.itemsize
     rows, cols = p.index_maps()
     left = spec.pads[1][0]
     # padded columns inner_lo..inner_hi-1 read input column q - left: copied in one piece
     inner_lo, inner_hi = max(left, 0), max(left, 0, min(cols.size, left + p.w))
-    th, tw = (p.out_h + 1) // 2, (p.out_w + 1) // 2
-    bias = np.zeros(p.c_out, p.dtype) if b is None else b
-    out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
-    item = p.dtype.itemsize
-    u = np.empty((16, spread_rows(p.c_out, p.c_in * item), p.c_in), dtype=p.dtype)
+    th, tw = -(-p.out_h // f.m), -(-p.out_w // f.m)
+    call = _Call(f, x, rows, cols, left, inner_lo, inner_hi, tw,
+                 np.zeros(p.c_out, p.dtype) if b is None else b,
+                 np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype))
+    u = np.empty((points, spread_rows(p.c_out, p.c_in * item, points), p.c_in), dtype=p.dtype)
 
-    product_flops = 32 * p.n * th * tw * p.c_in * p.c_out
+    product_flops = 2 * points * p.n * th * tw * p.c_in * p.c_out
     # small problems: the calling thread alone (a hand-off costs more than it saves)
     flops = product_flops if product_flops >= SERIAL_FLOPS else 0.0
     workers = numba.get_num_threads() if flops else 1
-    units = work_units(p.n, th, 16 * (p.c_in + p.c_out) * tw * p.dtype.itemsize,
-                       workers, TILE_BYTES)
+    units = work_units(p.n, th, points * (p.c_in + p.c_out) * tw * item, workers, TILE_BYTES)
+    weights = [("weights", p.c_out * i // workers, p.c_out * (i + 1) // workers)
+               for i in range(workers)]
+    batch_bytes = points * (p.c_in + p.c_out) * p.n * th * tw * item
+    if by_point(batch_bytes, len(units), u[:, :p.c_out].nbytes):
+        _by_point(call, w, u, p, th, weights, workers, flops)
+    else:
+        blas.parallel(lambda task: f.weight_transform(w, u, *task[1:]), weights, flops)
+        _by_units(call, u, p, units, workers, flops)
+    return call.out
+
+
+def by_point(batch_bytes, units, u_bytes) -> bool:
+    """The stage-by-stage schedule when the batch's V + M fit ``BATCH_BYTES`` and streaming
+    them through memory twice costs less than reading U once per unit (deep layers on
+    small planes: measured 1.2x faster in float32 and 1.6-2x in float64 on ResNet's
+    256-channel 14x14 stage, where the products also get 8x wider)."""
+    return batch_bytes <= BATCH_BYTES and units * u_bytes > 2 * batch_bytes
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The fixed arguments of one call's transforms."""
+
+    f: Variant
+    x: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    left: int
+    inner_lo: int
+    inner_hi: int
+    tw: int
+    bias: np.ndarray
+    out: np.ndarray
+
+    def transform_input(self, v, n0, nt, tr0, tr1, c0, c1):
+        self.f.input_transform(self.x, self.rows, self.cols, self.left, self.inner_lo,
+                               self.inner_hi, n0, nt, tr0, tr1, self.tw, c0, c1, v)
+
+    def transform_output(self, m, n0, nt, tr0, tr1, o0, o1):
+        self.f.output_transform(m, self.bias, n0, nt, tr0, tr1, self.tw, o0, o1, self.out)
+
+
+def _by_units(call, u, p, units, workers, flops):
+    """Each worker takes a unit (samples or tile rows) and runs all three stages on it in
+    its own cache-sized V and M."""
+    points, item, tw = call.f.points, p.dtype.itemsize, call.tw
     sizes = [nt * (tr1 - tr0) * tw for _, nt, tr0, tr1 in units]
-    v_size = max(16 * spread_rows(p.c_in, t * item) * t for t in sizes)
-    m_size = max(16 * spread_rows(p.c_out, t * item) * t for t in sizes)
+    v_size = max(points * spread_rows(p.c_in, t * item, points) * t for t in sizes)
+    m_size = max(points * spread_rows(p.c_out, t * item, points) * t for t in sizes)
     buffers = queue.SimpleQueue()  # one (V, M) pair per worker, reused unit after unit
     for _ in range(min(workers, len(units))):
         buffers.put((np.empty(v_size, p.dtype), np.empty(m_size, p.dtype)))
@@ -115,22 +205,44 @@ def run(x, w, b, p):
         tiles = nt * (tr1 - tr0) * tw
         v_buf, m_buf = buffers.get()
         try:
-            v_rows = spread_rows(p.c_in, tiles * item)
-            m_rows = spread_rows(p.c_out, tiles * item)
-            v = v_buf[:16 * v_rows * tiles].reshape(16, v_rows, tiles)
-            m = m_buf[:16 * m_rows * tiles].reshape(16, m_rows, tiles)
-            _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, v)
-            for z in range(16):
+            v_rows = spread_rows(p.c_in, tiles * item, points)
+            m_rows = spread_rows(p.c_out, tiles * item, points)
+            v = v_buf[:points * v_rows * tiles].reshape(points, v_rows, tiles)
+            m = m_buf[:points * m_rows * tiles].reshape(points, m_rows, tiles)
+            call.transform_input(v, n0, nt, tr0, tr1, 0, p.c_in)
+            for z in range(points):
                 np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out])
-            _output_transform(m, bias, n0, nt, tr0, tr1, tw, out)
+            call.transform_output(m, n0, nt, tr0, tr1, 0, p.c_out)
         finally:  # a failed unit must not leave the next one waiting for buffers
             buffers.put((v_buf, m_buf))
 
-    bounds = [p.c_out * i // workers for i in range(workers + 1)]
-    blas.parallel(lambda i: _weight_transform(w, u, bounds[i], bounds[i + 1]), range(workers),
-                  flops)
     blas.parallel(unit, units, flops)  # workers take units as they free up
-    return out
+
+
+def _by_point(call, w, u, p, th, weights, workers, flops):
+    """Stage by stage over the whole batch: the transforms in channel slices, then one
+    product per point with every tile of the batch.  Each of U, V and M then passes
+    through memory once, where units would read all of U once per unit."""
+    points, item = call.f.points, p.dtype.itemsize
+    tiles = p.n * th * call.tw
+    v = np.empty((points, spread_rows(p.c_in, tiles * item, points), tiles), p.dtype)
+    m = np.empty((points, spread_rows(p.c_out, tiles * item, points), tiles), p.dtype)
+    pieces = UNITS_PER_WORKER * workers
+    inputs = [("input", p.c_in * i // pieces, p.c_in * (i + 1) // pieces)
+              for i in range(pieces)]
+
+    def transform(task):
+        kind, lo, hi = task
+        if kind == "weights":
+            call.f.weight_transform(w, u, lo, hi)
+        else:
+            call.transform_input(v, 0, p.n, 0, th, lo, hi)
+    blas.parallel(transform, weights + inputs, flops)
+    blas.parallel(lambda z: np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out]),
+                  range(points), flops)
+    blas.parallel(lambda i: call.transform_output(m, 0, p.n, 0, th, p.c_out * i // pieces,
+                                                  p.c_out * (i + 1) // pieces),
+                  range(pieces), flops)
 
 
 def work_units(n, tile_rows, row_bytes, workers, budget):
@@ -150,37 +262,44 @@ def work_units(n, tile_rows, row_bytes, workers, budget):
     return [(s, 1, a, b) for s in range(n) for a, b in zip(edges, edges[1:]) if b > a]
 
 
+@njit(inline="always")
+def _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, row):
+    """row[q] = padded ``plane`` at (pr, q) for q < row.size, read through the padding index
+    maps (zero where a map says -1 or has ended); columns ``inner_lo:inner_end`` in one
+    copy."""
+    r = rows[pr] if pr < rows.size else -1
+    if r < 0:
+        row[:] = 0
+        return
+    src = plane[r]
+    for q in range(head):
+        k = cols[q]
+        row[q] = src[k] if k >= 0 else 0
+    row[inner_lo:inner_end] = src[inner_lo - left:inner_end - left]
+    for q in range(inner_end, row.size):
+        k = cols[q] if q < cols.size else -1
+        row[q] = src[k] if k >= 0 else 0
+
+
 @njit(nogil=True, fastmath=True, cache=True)
-def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, v):
+def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1,
+                     v):
     """v[z, c, t] = (B^T d B)[z] for the 4x4 patch d of tile t = (sample, tile row, tile
     col) of channel c; padded positions past the map's end read as zero."""
-    c_in = x.shape[1]
     span = 2 * tw + 2  # padded columns the tiles of one row read
     n_rows = tr1 - tr0
-    for task in range(nt * c_in):
-        s = task // c_in
-        c = task - s * c_in
+    head, inner_end = min(inner_lo, span), min(inner_hi, span)
+    d = np.empty((4, span), dtype=x.dtype)
+    t_ = np.empty((4, span), dtype=x.dtype)
+    for task in range(nt * (c1 - c0)):
+        s = task // (c1 - c0)
+        c = c0 + task - s * (c1 - c0)
         plane = x[n0 + s, c]
-        head, inner_end = min(inner_lo, span), min(inner_hi, span)
-        d = np.empty((4, span), dtype=x.dtype)
-        t_ = np.empty((4, span), dtype=x.dtype)
         for tr in range(tr0, tr1):
             # padded row 2 tr + i lives in d[(2 tr + i) % 4]: consecutive tile rows share two
             for i in range(0 if tr == tr0 else 2, 4):
                 pr = 2 * tr + i
-                r = rows[pr] if pr < rows.size else -1
-                row = d[pr % 4]
-                if r < 0:
-                    row[:] = 0
-                    continue
-                src = plane[r]
-                for q in range(head):
-                    k = cols[q]
-                    row[q] = src[k] if k >= 0 else 0
-                row[inner_lo:inner_end] = src[inner_lo - left:inner_end - left]
-                for q in range(inner_end, span):
-                    k = cols[q] if q < cols.size else -1
-                    row[q] = src[k] if k >= 0 else 0
+                _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, d[pr % 4])
             first = (2 * tr) % 4
             r0, r1, r2, r3 = d[first], d[first + 1], d[(first + 2) % 4], d[(first + 3) % 4]
             for q in range(span):  # rows: B^T d
@@ -203,14 +322,14 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _output_transform(m, bias, n0, nt, tr0, tr1, tw, out):
+def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
     """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output."""
-    c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
     full = out_w // 2  # tile columns with both output columns inside
-    for task in range(nt * c_out):
-        s = task // c_out
-        o = task - s * c_out
+    for task in range(nt * (o1 - o0)):
+        s = task // (o1 - o0)
+        o = o0 + task - s * (o1 - o0)
         bo = bias[o]
         u = np.empty((2, 4, tw), dtype=m.dtype)
         for tr in range(tr0, tr1):
@@ -259,3 +378,144 @@ def _weight_transform(w, u, o0, o1):
             u[9, o, c], u[10, o, c] = 0.5 * (t20 + t21 + t22), 0.5 * (t20 - t21 + t22)
             u[12, o, c], u[15, o, c] = t30, t32
             u[13, o, c], u[14, o, c] = 0.5 * (t30 + t31 + t32), 0.5 * (t30 - t31 + t32)
+
+
+# F(4x4, 3x3), float64 only: interpolation points 0, 1, -1, 2, -2 and infinity.
+#   B^T = [4  0 -5  0  1  0]    G = [ 1/4     0     0 ]    A^T = [1  1  1  1  1  0]
+#         [0 -4 -4  1  1  0]        [-1/6  -1/6  -1/6 ]          [0  1 -1  2 -2  0]
+#         [0  4 -4 -1  1  0]        [-1/6   1/6  -1/6 ]          [0  1  1  4  4  0]
+#         [0 -2 -1  2  1  0]        [1/24  1/12   1/6 ]          [0  1 -1  8 -8  1]
+#         [0  2 -1 -2  1  0]        [1/24 -1/12   1/6 ]
+#         [0  4  0 -5  0  1]        [  0     0     1  ]
+# Tiles step by 4 and 6x6 patches overlap by 2; point z = 6 a + b is (row a, column b).
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0,
+                       c1, v):
+    """v[z, c, t] = (B^T d B)[z] for the 6x6 patch d of tile t (F(4x4)); as
+    :func:`_input_transform`, the padded rows in a ring of 8 (two shared between tile
+    rows)."""
+    span = 4 * tw + 2
+    n_rows = tr1 - tr0
+    head, inner_end = min(inner_lo, span), min(inner_hi, span)
+    d = np.empty((8, span), dtype=x.dtype)
+    t_ = np.empty((6, span), dtype=x.dtype)
+    for task in range(nt * (c1 - c0)):
+        s = task // (c1 - c0)
+        c = c0 + task - s * (c1 - c0)
+        plane = x[n0 + s, c]
+        for tr in range(tr0, tr1):
+            for i in range(0 if tr == tr0 else 2, 6):
+                pr = 4 * tr + i
+                _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, d[pr % 8])
+            first = 4 * tr
+            r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
+            r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
+            for q in range(span):  # rows: B^T d
+                t_[0, q], t_[1, q], t_[2, q], t_[3, q], t_[4, q], t_[5, q] = _bt6(
+                    r0[q], r1[q], r2[q], r3[q], r4[q], r5[q])
+            base = (s * n_rows + tr - tr0) * tw
+            for a in range(6):  # columns: (B^T d) B
+                ta = t_[a]
+                v0, v1, v2 = v[6 * a, c], v[6 * a + 1, c], v[6 * a + 2, c]
+                v3, v4, v5 = v[6 * a + 3, c], v[6 * a + 4, c], v[6 * a + 5, c]
+                for tc in range(tw):
+                    q = 4 * tc
+                    k = base + tc
+                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt6(
+                        ta[q], ta[q + 1], ta[q + 2], ta[q + 3], ta[q + 4], ta[q + 5])
+
+
+@njit(inline="always", fastmath=True)
+def _bt6(d0, d1, d2, d3, d4, d5):
+    """B^T (d0, ..., d5) for F(4x4, 3x3)."""
+    return (4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2), 4.0 * (d1 - d2) + d4 - d3,
+            2.0 * (d3 - d1) + d4 - d2, 2.0 * (d1 - d3) + d4 - d2, 4.0 * d1 - 5.0 * d3 + d5)
+
+
+@njit(inline="always", fastmath=True)
+def _at6(m0, m1, m2, m3, m4, m5):
+    """A^T (m0, ..., m5) for F(4x4, 3x3)."""
+    return (m0 + m1 + m2 + m3 + m4, m1 - m2 + 2.0 * (m3 - m4), m1 + m2 + 4.0 * (m3 + m4),
+            m1 - m2 + 8.0 * (m3 - m4) + m5)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _output_transform_4(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
+    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4))."""
+    out_h, out_w = out.shape[2], out.shape[3]
+    n_rows = tr1 - tr0
+    full = out_w // 4  # tile columns with all four output columns inside
+    rest = out_w - 4 * full
+    u = np.empty((4, 6, tw), dtype=m.dtype)
+    for task in range(nt * (o1 - o0)):
+        s = task // (o1 - o0)
+        o = o0 + task - s * (o1 - o0)
+        bo = bias[o]
+        for tr in range(tr0, tr1):
+            base = (s * n_rows + tr - tr0) * tw
+            for b_ in range(6):  # rows: A^T M
+                m0, m1, m2 = m[b_, o], m[6 + b_, o], m[12 + b_, o]
+                m3, m4, m5 = m[18 + b_, o], m[24 + b_, o], m[30 + b_, o]
+                for tc in range(tw):
+                    k = base + tc
+                    u[0, b_, tc], u[1, b_, tc], u[2, b_, tc], u[3, b_, tc] = _at6(
+                        m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
+            for i in range(4):  # columns: (A^T M) A
+                oh = 4 * tr + i
+                if oh >= out_h:
+                    break
+                row = out[n0 + s, o, oh]
+                u0, u1, u2, u3, u4, u5 = u[i, 0], u[i, 1], u[i, 2], u[i, 3], u[i, 4], u[i, 5]
+                for tc in range(full):
+                    y0, y1, y2, y3 = _at6(u0[tc], u1[tc], u2[tc], u3[tc], u4[tc], u5[tc])
+                    row[4 * tc] = y0 + bo
+                    row[4 * tc + 1] = y1 + bo
+                    row[4 * tc + 2] = y2 + bo
+                    row[4 * tc + 3] = y3 + bo
+                if rest:
+                    y = _at6(u0[full], u1[full], u2[full], u3[full], u4[full], u5[full])
+                    for j in range(rest):
+                        row[4 * full + j] = y[j] + bo
+
+
+SIXTH, TWELFTH, TWENTY_FOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0  # multiplies, not divisions
+
+
+@njit(inline="always")
+def _g6(g0, g1, g2):
+    """G (g0, g1, g2) for F(4x4, 3x3)."""
+    even, odd = TWENTY_FOURTH * g0 + SIXTH * g2, TWELFTH * g1
+    return (0.25 * g0, -SIXTH * (g0 + g1 + g2), SIXTH * (g1 - g0 - g2), even + odd, even - odd,
+            g2)
+
+
+@njit(inline="always")
+def _put6(u, z, o, c, values):
+    """u[z + k, o, c] = values[k], k = 0..5."""
+    u[z, o, c], u[z + 1, o, c], u[z + 2, o, c] = values[0], values[1], values[2]
+    u[z + 3, o, c], u[z + 4, o, c], u[z + 5, o, c] = values[3], values[4], values[5]
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _weight_transform_4(w, u, o0, o1):
+    """u[6a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1 (F(4x4); float64 input).
+    Straight-line scalars, so LLVM keeps them in registers."""
+    c_in = w.shape[1]
+    for o in range(o0, o1):
+        for c in range(c_in):
+            g = w[o, c]
+            # the three columns of G g (6 x 3); row a of G g is (p[a], q[a], r[a])
+            p = _g6(g[0, 0], g[1, 0], g[2, 0])
+            q = _g6(g[0, 1], g[1, 1], g[2, 1])
+            r = _g6(g[0, 2], g[1, 2], g[2, 2])
+            _put6(u, 0, o, c, _g6(p[0], q[0], r[0]))  # rows: (G g) G^T
+            _put6(u, 6, o, c, _g6(p[1], q[1], r[1]))
+            _put6(u, 12, o, c, _g6(p[2], q[2], r[2]))
+            _put6(u, 18, o, c, _g6(p[3], q[3], r[3]))
+            _put6(u, 24, o, c, _g6(p[4], q[4], r[4]))
+            _put6(u, 30, o, c, _g6(p[5], q[5], r[5]))
+
+
+F2 = Variant(2, _input_transform, _output_transform, _weight_transform)
+F4 = Variant(4, _input_transform_4, _output_transform_4, _weight_transform_4)
