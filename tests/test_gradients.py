@@ -68,6 +68,8 @@ ROUTES = [
     ((2, 8, 11, 9), (10, 4, 3, 2), dict(padding=(2, 1), stride=(2, 3), dilation=(1, 2), groups=2,
                                         padding_mode="reflect")),  # stride phases, 4x4 blocks
     ((2, 6, 8, 7), (4, 6, 3, 3), dict(padding="same", padding_mode="symmetric")),
+    ((2, 16, 9, 8), (16, 16, 3, 3), dict(padding=((1, 0), (2, 1)), padding_mode="reflect")),
+    # ^ dense 3x3 at stride 1: Winograd for both gradients
 ]
 
 
