@@ -133,6 +133,8 @@ def test_winograd_variant_and_schedule_choice():
     assert [variant(hw, np.float32) for hw in (7, 14, 28, 56)] == [2, 2, 2, 2]
     # float64: F(4x4) unless its 4x4 tiles overrun the plane too much (14 -> 16)
     assert [variant(hw, np.float64) for hw in (7, 14, 28, 56)] == [4, 2, 4, 4]
+    wide = problem_of((1, 512, 28, 28), (512, 512, 3, 3), np.float64, padding=1)
+    assert winograd.variant(wide).m == 2  # F(4x4)'s U would be 75 MB
     deep = 16 * 256 * 256 * 4  # U of ResNet's 256-channel stage, float32
     assert winograd.by_point(16 * 512 * 392 * 4, 8, deep)  # its batch of 8 at 14x14
     assert not winograd.by_point(16 * 128 * 6272 * 4, 8, 16 * 64 * 64 * 4)  # 64 ch, 56x56

@@ -74,6 +74,7 @@ SERIAL_FLOPS = 20_000_000  # smaller products: one worker, no pool hand-off or B
 UNITS_PER_WORKER = 4  # several units each: a core slowed by another process takes fewer
 BATCH_BYTES = 32 << 20  # V + M of the whole batch, for the stage-by-stage schedule
 F4_MAX_PRODUCTS = 0.6  # float64 takes F(4x4) when it needs at most this share of F(2x2)'s
+F4_MAX_U_BYTES = 32 << 20  # ... and its transformed weights stay under this
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -119,8 +120,10 @@ def variant(p) -> Variant:
     products of F(2x2): 36 per 4x4 tile against 16 per 2x2 tile is 0.5625x when the tiles
     fit the plane (28x28, 56x56), but 14x14 is covered by 16x16 (0.73x), and then the
     heavier transforms eat the gain (measured on ResNet's 256-channel 14x14 stage: F(4x4)
-    0.85-0.95x the speed of F(2x2); on the 64-channel 56x56 stage 1.1-1.35x faster)."""
-    if p.dtype == np.float64:
+    0.85-0.95x the speed of F(2x2); on the 64-channel 56x56 stage 1.1-1.35x faster).
+    Its transformed weights are 4x the weights: above ``F4_MAX_U_BYTES`` (512 x 512
+    channels would take 75 MB) F(2x2)'s 16/9 keep the workspace smaller."""
+    if p.dtype == np.float64 and 36 * p.c_in * p.c_out * 8 <= F4_MAX_U_BYTES:
         f4 = 36 * -(-p.out_h // 4) * -(-p.out_w // 4)
         f2 = 16 * -(-p.out_h // 2) * -(-p.out_w // 2)
         if f4 <= F4_MAX_PRODUCTS * f2:
