@@ -29,7 +29,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, str(THREADS))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np
+import numpy as np  # noqa: E402  (after the thread settings above)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

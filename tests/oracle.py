@@ -57,13 +57,13 @@ def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     x = np.array(x, dtype=np.float64, order="C")  # a copy: no negative strides, even if empty
     wt = torch.tensor(np.asarray(w, dtype=np.float64))
     bt = None if b is None else torch.tensor(np.asarray(b, dtype=np.float64))
-    (t, bo), (l, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
+    (t, bo), (lf, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
     if padding_mode == "symmetric":
-        widths = [(0, 0)] * (x.ndim - 2) + [(t, bo), (l, r)]
+        widths = [(0, 0)] * (x.ndim - 2) + [(t, bo), (lf, r)]
         xt = torch.tensor(np.pad(x, widths, mode="symmetric"))
     else:
         mode = "constant" if padding_mode == "zeros" else padding_mode
-        xt = F.pad(torch.tensor(x), (l, r, t, bo), mode=mode)
+        xt = F.pad(torch.tensor(x), (lf, r, t, bo), mode=mode)
     return F.conv2d(xt, wt, bt, _pair(stride), 0, _pair(dilation), groups).numpy()
 
 
@@ -86,14 +86,14 @@ def torch_conv2d_grads(grad_output, x, w, b=None, stride=1, padding=0, dilation=
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(np.asarray(w, dtype=np.float64), requires_grad=True)
     bt = torch.zeros(wt.shape[0], dtype=torch.float64, requires_grad=True)
-    (t, bo), (l, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
-    if padding_mode == "symmetric":  # numpy's mode, written as index gathers torch can differentiate
+    (t, bo), (lf, r) = explicit_pads(padding, x.shape[-2:], wt.shape[-2:], stride, dilation)
+    if padding_mode == "symmetric":  # numpy's mode, as index gathers torch can differentiate
         rows = np.pad(np.arange(x.shape[-2]), (t, bo), mode="symmetric")
-        cols = np.pad(np.arange(x.shape[-1]), (l, r), mode="symmetric")
+        cols = np.pad(np.arange(x.shape[-1]), (lf, r), mode="symmetric")
         padded = xt[..., rows, :][..., cols]
     else:
         mode = "constant" if padding_mode == "zeros" else padding_mode
-        padded = F.pad(xt, (l, r, t, bo), mode=mode)
+        padded = F.pad(xt, (lf, r, t, bo), mode=mode)
     out = F.conv2d(padded, wt, bt, _pair(stride), 0, _pair(dilation), groups)
     out.backward(torch.tensor(np.ascontiguousarray(grad_output, dtype=np.float64)))
     return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()

@@ -1,4 +1,5 @@
-"""The `convkit` command: every subcommand has --help; shape prints the numbers; errors are one line."""
+"""The `convkit` command: every subcommand has --help; shape prints the numbers; errors are one
+line."""
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
-"""conv2d against torch 2.13 (float64): named cases from the seeds, every padding form, hypothesis."""
+"""conv2d against torch 2.13 (float64): named cases from the seeds, every padding form,
+hypothesis."""
 import numpy as np
 import pytest
 import torch

@@ -49,7 +49,7 @@ def test_draw_png_and_svg(tmp_path, capsys):
     assert ET.parse(svg).getroot().tag.endswith("svg")
     title = fig.axes[0].get_title()
     assert "groups=6" in title and "60 parameters" in title  # 6*1*9 + 6
-    lines = [l for l in fig.axes[0].get_lines()]
+    lines = list(fig.axes[0].get_lines())
     assert len(lines) == 6  # depthwise: one connection per channel
 
 
