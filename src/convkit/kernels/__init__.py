@@ -81,8 +81,10 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 #               strided or with few outputs per group: memory-bound, so one pass over
 #               each input plane, borders read in place
 #   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, any pads
-#               and padding mode, float32 and float64: F(2x2, 3x3), 2.25x fewer multiplies,
-#               16 BLAS products per unit of samples / tile rows, on kernels/blas.py
+#               and padding mode: F(2x2, 3x3) (float64: F(4x4, 3x3) where its tiles fit the
+#               plane), 2.25x (4x) fewer multiplies, one BLAS product per transform point,
+#               per unit of samples / tile rows or over the whole batch for deep layers on
+#               small planes, on kernels/blas.py
 #   gemm        everything else: 1x1 as one product per sample and group; otherwise
 #               cache-sized im2col bands copied from padded stride-phase planes, times W;
 #               BLAS single-threaded on convkit's own threads (kernels/blas.py)
