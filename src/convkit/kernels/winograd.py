@@ -357,6 +357,16 @@ def _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, row):
         row[q] = src[k] if k >= 0 else 0
 
 
+@njit(inline="always")
+def _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, first, d):
+    """Padded rows ``m tr .. m tr + m + 1`` (tile row ``tr``'s patches) into the ring ``d``:
+    row ``r`` lives in ``d[r % len(d)]``, so the two rows shared with the previous tile row
+    are already there unless this is the ``first``."""
+    for i in range(0 if first else 2, m + 2):
+        r = m * tr + i
+        _gather_row(plane, rows, cols, r, left, head, inner_lo, inner_end, d[r % d.shape[0]])
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1,
                      v):
@@ -372,10 +382,7 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
         c = c0 + task - s * (c1 - c0)
         plane = x[n0 + s, c]
         for tr in range(tr0, tr1):
-            # padded row 2 tr + i lives in d[(2 tr + i) % 4]: consecutive tile rows share two
-            for i in range(0 if tr == tr0 else 2, 4):
-                pr = 2 * tr + i
-                _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, d[pr % 4])
+            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 2, tr, tr == tr0, d)
             first = (2 * tr) % 4
             r0, r1, r2, r3 = d[first], d[first + 1], d[(first + 2) % 4], d[(first + 3) % 4]
             for q in range(span):  # rows: B^T d
@@ -547,9 +554,7 @@ def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1
         c = c0 + task - s * (c1 - c0)
         plane = x[n0 + s, c]
         for tr in range(tr0, tr1):
-            for i in range(0 if tr == tr0 else 2, 6):
-                pr = 4 * tr + i
-                _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, d[pr % 8])
+            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 4, tr, tr == tr0, d)
             first = 4 * tr
             r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
             r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
