@@ -406,15 +406,20 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
-    """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output."""
+    """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output.
+    The even and odd output columns are computed as two contiguous rows and interleaved by
+    a plain copy (the interleaved arithmetic stayed scalar: 8% slower overall on ResNet's
+    64-channel 3x3 stage)."""
     out_h, out_w = out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
     full = out_w // 2  # tile columns with both output columns inside
+    u = np.empty((2, 4, tw), dtype=m.dtype)
+    even = np.empty(tw, dtype=m.dtype)
+    odd = np.empty(tw, dtype=m.dtype)
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
         bo = bias[o]
-        u = np.empty((2, 4, tw), dtype=m.dtype)
         for tr in range(tr0, tr1):
             base = (s * n_rows + tr - tr0) * tw
             for b_ in range(4):  # rows: A^T M
@@ -431,11 +436,14 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
                     break
                 row = out[n0 + s, o, oh]
                 u0, u1, u2, u3 = u[i, 0], u[i, 1], u[i, 2], u[i, 3]
+                for tc in range(tw):
+                    even[tc] = u0[tc] + u1[tc] + u2[tc] + bo
+                    odd[tc] = u1[tc] - u2[tc] - u3[tc] + bo
                 for tc in range(full):
-                    row[2 * tc] = u0[tc] + u1[tc] + u2[tc] + bo
-                    row[2 * tc + 1] = u1[tc] - u2[tc] - u3[tc] + bo
+                    row[2 * tc] = even[tc]
+                    row[2 * tc + 1] = odd[tc]
                 if full < tw:
-                    row[2 * full] = u0[full] + u1[full] + u2[full] + bo
+                    row[2 * full] = even[full]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
