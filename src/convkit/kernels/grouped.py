@@ -174,22 +174,24 @@ def _padded_planes(x, ni, c0, cg, rows, cols, left, slack):
     planes = np.empty((cg, rows.size * cols.size + slack), dtype=x.dtype)
     for ci in range(cg):
         flat = planes[ci]
-        pad_plane(x[ni, c0 + ci].reshape(-1), x.shape[3], rows, cols, left, flat, 0)
+        pad_plane(x[ni, c0 + ci].reshape(-1), x.shape[3], rows, cols, left, flat, 0,
+                  cols.size)
         for c in range(rows.size * cols.size, flat.size):
             flat[c] = 0
     return planes
 
 
 @njit(inline="always")
-def pad_plane(plane, width, rows, cols, left, dst, start):
-    """dst[start:start + rows.size * cols.size] = the flat input ``plane`` (rows of
-    ``width``) padded through the index maps.  The interior columns ``left .. left + W - 1``
-    (``left``: the left pad) map to themselves in every mode: one copy per row, in flat
-    unsigned index loops (a view or slice per row costs more, signed indices get
-    wraparound checks); only the border columns go through the map."""
+def pad_plane(plane, width, rows, cols, left, dst, start, pitch):
+    """dst[start + r * pitch:start + r * pitch + cols.size] = row r of the flat input
+    ``plane`` (rows of ``width``) padded through the index maps (``pitch = cols.size``:
+    one flat padded plane).  The interior columns ``left .. left + W - 1`` (``left``: the
+    left pad) map to themselves in every mode: one copy per row, in flat unsigned index
+    loops (a view or slice per row costs more, signed indices get wraparound checks);
+    only the border columns go through the map."""
     pw = cols.size
     for r in range(rows.size):
-        d = start + r * pw
+        d = start + r * pitch
         if rows[r] < 0:
             for c in range(pw):
                 dst[d + c] = 0
