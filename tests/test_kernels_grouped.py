@@ -120,7 +120,8 @@ def test_grouped_gradients_against_torch(cg, og, k, pad, mode, dtype):
        mode=st.sampled_from(MODES), n=st.integers(1, 3), stage=st.sampled_from([1, 512 << 10]),
        dtype=st.sampled_from(DTYPES))
 def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, dtype):
-    """grouped_grad.weight_gradient: samples end to end (one or several per chunk)."""
+    """grouped_grad: samples side by side (one or several per chunk, the last chunk
+    shorter), the bias gradient summed on the way."""
     from convkit.kernels import backward, grouped_grad
     rng = np.random.default_rng(cg + 3 * og + pad)
     x = rng.standard_normal((n, 2 * cg, 7, 9)).astype(dtype)
@@ -136,8 +137,10 @@ def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, 
     go = rng.standard_normal((n, 2 * og, problem.out_h, problem.out_w))
     old, grouped_grad.STAGE_BYTES = grouped_grad.STAGE_BYTES, stage
     try:
-        got = backward.weight_gradient(go.astype(dtype), x, problem)
+        got, bias = backward.weight_and_bias_gradients(go.astype(dtype), x, problem)
     finally:
         grouped_grad.STAGE_BYTES = old
-    assert got.dtype == dtype
-    assert_close(got, torch_conv2d_grads(go, x, w, **conv)[1], dtype)
+    assert got.dtype == bias.dtype == dtype
+    _, grad_w, grad_b = torch_conv2d_grads(go, x, w, **conv)
+    assert_close(got, grad_w, dtype)
+    assert_close(bias, grad_b, dtype)

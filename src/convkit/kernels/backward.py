@@ -18,7 +18,8 @@ Routes, first match wins (the same for both gradients where it applies):
     a stride needs no zero-stuffed input.
 ``weight_and_bias_gradients`` correlation of the input with grad_output.
     Grouped at stride 1 with 5-32 channels per group: ``grouped_grad`` (the samples laid
-    end to end, so each tap is one dot product over the whole batch, 4x4 channel blocks).
+    side by side, so each tap is one dot product over the whole batch, 4x4 channel blocks,
+    the bias gradient summed on the way).
     Other grouped at stride 1, and small groups at any stride: long dot products over flat
     padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps).
     Dense 3x3 at stride 1 (where the forward takes Winograd): F(2x2, 3x3), one product
@@ -158,13 +159,13 @@ def _fold_planes(padded, grad, rows, cols, top, left):
 
 def weight_and_bias_gradients(grad_out, x, p):
     """(weight gradient, bias gradient), the weight's ``(C_out, C_in/groups, kH, kW)``.
-    The small-group route sums the bias gradient while each output-gradient plane is in
-    cache (for a depthwise layer that pass over grad_output costs as much as the weight
-    gradient's own reads); the others leave it to one NumPy reduction."""
+    The grouped and small-group routes sum the bias gradient while each output-gradient
+    plane is in cache (for a depthwise layer that pass over grad_output costs as much as
+    the weight gradient's own reads); the others leave it to one NumPy reduction."""
     if _pointwise(p):
         return _pointwise_weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
     if grouped_grad.supports(p):
-        return grouped_grad.weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
+        return grouped_grad.weight_and_bias_gradients(grad_out, x, p)
     if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
         bias = np.zeros(p.c_out)  # float64 sums

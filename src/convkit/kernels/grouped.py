@@ -39,6 +39,31 @@ the unroll body must stay small (3x3 with 2+ channels per pass, or 1x1 with 30, 
 longer fully unrolled, so nothing is vectorised) -- hence ``channel_unroll``.  Blocks of
 2, 3, 5 or 6 output channels, partial sums per tap row and other tile sizes measured
 no better than 4 on the ResNeXt deep stage.
+
+Where the time goes on that stage (8x512x14x14, 16 channels per group, one thread, CPU
+time): ~4.0 ms, of which the multiply-adds ~2.7 (8.3 M 16-lane FMAs, 12.5% of them on
+the two padded columns of each row: about the rate OpenBLAS's sgemm reaches here,
+~2.7 G vector FMAs/s), the padded copy ~0.75, the copy-out ~0.37, the rest ~0.2.  Also
+tried on that stage, none kept (all exact or within F(2x2)'s error, all slower or even):
+
+* vectorised over the 16 *output* channels (weights as (ci, tap, co) vectors, input
+  values broadcast, 7 or 8 output pixels per register block, no padded-column waste):
+  the compute drops to ~2.55 ms, but the pixel-major accumulators must be transposed
+  into NCHW (~0.35 ms: a scalar read of a just-stored vector stalls store forwarding,
+  so they go through a whole-plane scratch) and LLVM keeps the accumulators in
+  registers across the input-channel loop only for some block sizes (16 pixels: not
+  vectorised at all; a view of a caller's buffer instead of a fresh array as the
+  accumulator: a scalar fallback): 3.9-4.6 ms in all, against 4.0;
+* per-group BLAS: 32 x (16 x 144 @ 144 x 1568) runs at ~37 GFLOP/s single-threaded
+  (6.3 ms before any im2col), the weight gradient's shapes at ~40 (5.4-7.2 ms);
+* Winograd F(2x2, 3x3) per group (U from winograd._weight_transform, V and M in L2,
+  input split into row/column parity planes so every transform is a flat vectorised
+  loop, products as this kernel's 1x1 loop): products 1.8 ms, but parity planes 0.64,
+  input transform 0.73, output transform 0.44 and interleaving into NCHW 0.58: 4.2-5.2
+  ms in all -- at 16 channels per group the transforms cost what the products save;
+* the padded copy as one 16-wide vector per row (the 14-element row loop is scalar):
+  0.48 -> 0.35 ms in isolation, within noise in the kernel; the copy-out straight from
+  the accumulators instead of through ``wide``: +-5% (worse on the 56x56 stage).
 """
 from __future__ import annotations
 
@@ -174,22 +199,24 @@ def _padded_planes(x, ni, c0, cg, rows, cols, left, slack):
     planes = np.empty((cg, rows.size * cols.size + slack), dtype=x.dtype)
     for ci in range(cg):
         flat = planes[ci]
-        pad_plane(x[ni, c0 + ci].reshape(-1), x.shape[3], rows, cols, left, flat, 0)
+        pad_plane(x[ni, c0 + ci].reshape(-1), x.shape[3], rows, cols, left, flat, 0,
+                  cols.size)
         for c in range(rows.size * cols.size, flat.size):
             flat[c] = 0
     return planes
 
 
 @njit(inline="always")
-def pad_plane(plane, width, rows, cols, left, dst, start):
-    """dst[start:start + rows.size * cols.size] = the flat input ``plane`` (rows of
-    ``width``) padded through the index maps.  The interior columns ``left .. left + W - 1``
-    (``left``: the left pad) map to themselves in every mode: one copy per row, in flat
-    unsigned index loops (a view or slice per row costs more, signed indices get
-    wraparound checks); only the border columns go through the map."""
+def pad_plane(plane, width, rows, cols, left, dst, start, pitch):
+    """dst[start + r * pitch:start + r * pitch + cols.size] = row r of the flat input
+    ``plane`` (rows of ``width``) padded through the index maps (``pitch = cols.size``:
+    one flat padded plane).  The interior columns ``left .. left + W - 1`` (``left``: the
+    left pad) map to themselves in every mode: one copy per row, in flat unsigned index
+    loops (a view or slice per row costs more, signed indices get wraparound checks);
+    only the border columns go through the map."""
     pw = cols.size
     for r in range(rows.size):
-        d = start + r * pw
+        d = start + r * pitch
         if rows[r] < 0:
             for c in range(pw):
                 dst[d + c] = 0

@@ -7,13 +7,21 @@ Laid out on flat padded planes (the forward kernel's trick), every tap is a cons
 offset ``i*dh*W_padded + j*dw``: the gradient of one tap is one dot product between
 an output-gradient plane spread on the padded width (zeros in the columns past
 ``W_out``) and the flattened padded input plane, shifted by that offset.  This kernel
-goes one step further and lays the *samples* end to end as well: one group's padded
-input planes of a chunk of samples form one long row per channel, and the output
-gradient is spread on the same stride (zeros between samples), so each tap's gradient
-over the whole chunk is a single dot product of length ``samples * H_padded *
-W_padded``.  The per-sample version (``backward._weight_grad_flat``) runs ~200-element
-dot products on 14x14 planes and pays 16 horizontal reductions per block per sample;
-here they are paid once per chunk.
+goes one step further and lays the *samples* of a chunk side by side: padded row ``r``
+of sample ``s`` sits at ``r * pitch + s * W_padded`` with ``pitch = samples *
+W_padded``, and the output gradient is spread on the same grid (zeros in each sample's
+columns past ``W_out``), so each tap's gradient over the whole chunk is a single dot
+product of length ``(H_out - 1) * pitch + (samples - 1) * W_padded + W_out``, with
+constant tap offsets ``i*dh*pitch + j*dw``.  The per-sample version
+(``backward._weight_grad_flat``) runs ~200-element dot products on 14x14 planes and pays
+16 horizontal reductions per block per sample; here they are paid once per chunk.
+Side by side rather than end to end (one long plane per sample, as before): the padding
+rows are paid once per chunk instead of once per sample -- on ResNeXt's deep stage
+(14x14, 8 samples) the dot products shrink from 2014 to 1790 positions for 1568 real
+ones; measured 6.0 -> 5.3 ms single-threaded for the weight and bias gradients.
+
+The bias gradient is summed (float64) while the output gradient is staged: grad_output
+is read once (a separate NumPy reduction cost ~0.25 ms of ~5.8 ms on that stage).
 
 One parallel task per group; output and input channels in blocks of 4 share their
 loads (8 vector loads feed 16 multiply-adds, the 16 sums in registers); channels past
@@ -35,45 +43,57 @@ def supports(p) -> bool:
     return p.spec.groups > 1 and p.spec.stride == (1, 1) and 5 <= p.group_in <= 32
 
 
-def weight_gradient(grad_out, x, p):
+def weight_and_bias_gradients(grad_out, x, p):
+    """(weight gradient, bias gradient): the bias gradient is summed (in float64) while
+    the output gradient is staged, so grad_output is read once."""
     rows, cols = p.index_maps()
     left = p.spec.pads[1][0]
     grad = np.empty((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
+    bias = np.empty(p.c_out)
     plane = rows.size * cols.size * p.dtype.itemsize
     chunk = max(1, min(p.n, STAGE_BYTES // max(1, plane * (p.group_in + p.group_out))))
-    _weight_grad(grad_out, x, grad, rows, cols, left, p.spec.groups, *p.spec.dilation, chunk)
-    return grad
+    _weight_grad(grad_out, x, grad, bias, rows, cols, left, p.spec.groups, *p.spec.dilation,
+                 chunk)
+    return grad, bias.astype(p.dtype)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad(grad_out, x, grad, rows, cols, left, groups, dh, dw, chunk):
+def _weight_grad(grad_out, x, grad, bias, rows, cols, left, groups, dh, dw, chunk):
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
     pw = cols.size
-    size = rows.size * pw  # one padded plane
     taps = kh * kw
-    offsets = np.empty(taps, np.uint64)
-    for k in range(taps):
-        offsets[k] = uint64((k // kw) * dh * pw + (k % kw) * dw)
     zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype
     ob_end, cb_end = og - og % 4, cg - cg % 4
     for g in prange(groups):
         acc = np.zeros((og, cg, taps))
-        xs = np.empty((cg, chunk * size), dtype=x.dtype)
-        gs = np.zeros((og, chunk * size), dtype=grad_out.dtype)  # zeros between rows stay
+        sums = np.zeros(og)  # the bias gradient
+        offsets = np.empty(taps, np.uint64)
+        xs = np.empty((cg, chunk * rows.size * pw), dtype=x.dtype)
+        gs = np.empty((og, chunk * rows.size * pw), dtype=grad_out.dtype)
         for n0 in range(0, n, chunk):
             m = min(chunk, n - n0)
+            pitch = m * pw  # side by side: padded row r of sample s at r * pitch + s * pw
+            for k in range(taps):
+                offsets[k] = uint64((k // kw) * dh * pitch + (k % kw) * dw)
             for s in range(m):
-                _stage_padded(x, n0 + s, g * cg, cg, rows, cols, left, xs, s * size)
+                _stage_padded(x, n0 + s, g * cg, cg, rows, cols, left, xs, s * pw, pitch)
                 for o in range(og):
                     src, dst = grad_out[n0 + s, g * og + o].reshape(-1), gs[o]
+                    total = 0.0
                     for oh in range(out_h):  # flat unsigned index loops, no view per row
-                        d, a = uint64(s * size + oh * pw), uint64(oh * out_w)
+                        d, a = uint64(oh * pitch + s * pw), uint64(oh * out_w)
                         for ow in range(out_w):
-                            dst[d + uint64(ow)] = src[a + uint64(ow)]
-            # the last tap reads up to (m - 1) * size + span - 1 + offset <= m * size - 1
-            span = (m - 1) * size + (out_h - 1) * pw + out_w
+                            value = src[a + uint64(ow)]
+                            dst[d + uint64(ow)] = value
+                            total += value
+                        for ow in range(out_w, pw):  # the columns past W_out stay zero
+                            dst[d + uint64(ow)] = 0
+                    sums[o] += total
+            # past span the output gradient is never read; the last tap then reads up to
+            # (rows.size - 1) * pitch + (m - 1) * pw + pw - 1 = rows.size * pitch - 1
+            span = (out_h - 1) * pitch + (m - 1) * pw + out_w
             for ob in range(0, ob_end, 4):
                 for cb in range(0, cb_end, 4):
                     for k in range(taps):
@@ -88,13 +108,14 @@ def _weight_grad(grad_out, x, grad, rows, cols, left, groups, dh, dw, chunk):
                             s0 += src[uint64(t)] * row[uint64(t)]
                         acc[o, c, k] += s0
         grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+        bias[g * og:(g + 1) * og] = sums
 
 
 @njit(inline="always")
-def _stage_padded(x, ni, c0, cg, rows, cols, left, xs, start):
-    """xs[c, start:start + size] = x[ni, c0 + c] padded through the index maps, flattened."""
+def _stage_padded(x, ni, c0, cg, rows, cols, left, xs, start, pitch):
+    """xs[c, start + r * pitch + q] = padded x[ni, c0 + c] at (r, q), through the index maps."""
     for c in range(cg):
-        pad_plane(x[ni, c0 + c].reshape(-1), x.shape[3], rows, cols, left, xs[c], start)
+        pad_plane(x[ni, c0 + c].reshape(-1), x.shape[3], rows, cols, left, xs[c], start, pitch)
 
 
 @njit(inline="always", fastmath=True)
