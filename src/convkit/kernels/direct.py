@@ -92,7 +92,16 @@ def run(x, w, b, p):
 def _specialised(KH, KW, SH, SW, DH, DW):
     """The kernel for one tap geometry, frozen as constants: taps unrolled, loops vectorised.
     Tap ``(i, j)`` reads phase ``((i*DH) % SH, (j*DW) % SW)`` at row offset ``i*DH // SH``
-    and column offset ``j*DW // SW``."""
+    and column offset ``j*DW // SW``.
+
+    From 5x5 up the taps, not memory, bound the layer (effnet-dw5x5: one zmm load per FMA,
+    ~1.3 cycles each), so there two output rows are computed per pass, over the ``wq``
+    positions of each: output row ``r + 1`` is ``wq`` further in every phase plane, so the
+    two share the input vectors of ``KH - 1`` tap rows (30 loads per 50 FMAs instead of
+    50).  Their sums go to two separate buffers: stored into one, at a run-time distance
+    ``wq`` apart, the loop lost its vectorisation (6x slower).  At 3x3 the pairs were 9%
+    slower (mbv2-dw3x3: rows of 58 leave a remainder per pair) and memory bounds anyway."""
+    PAIRS = KH >= 5
 
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
@@ -105,10 +114,13 @@ def _specialised(KH, KW, SH, SW, DH, DW):
         hq, wq = (rows.size + SH - 1) // SH, (cols.size + SW - 1) // SW
         plane, uwq = hq * wq, uint64(wq)
         span = (out_h - 1) * wq + out_w  # flat positions that hold an output pixel
+        pairs = out_h // 2 if PAIRS and cg == 1 else 0  # (summing over cg lost the vectors)
         tasks = n * groups
         for block in prange(blocks):  # scratch allocated once per block, not per task
-            scratch = np.empty(cg * SH * SW * plane, dtype=out.dtype)
+            # pairs read up to wq - out_w positions past the last row's pixels: slack
+            scratch = np.empty(cg * SH * SW * plane + wq, dtype=out.dtype)
             wide = np.empty(out_h * wq, dtype=out.dtype)
+            odd = np.empty(out_h * wq if PAIRS else 0, dtype=out.dtype)  # the pairs' 2nd rows
             for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
                 ni, g = task // groups, task % groups
                 _phase_planes(xf, (ni * c_in + g * cg) * h * width, h, width, cg, rows, cols,
@@ -118,7 +130,22 @@ def _specialised(KH, KW, SH, SW, DH, DW):
                         wc, base = w[co, ci], uint64(ci * SH * SW * plane)
                         first = ci == 0
                         bias = b[co]
-                        for t in range(span):
+                        for pair in range(pairs):  # rows 2 * pair -> wide, 2 * pair + 1 -> odd
+                            t0 = uint64(2 * pair * wq)
+                            for t in range(wq):
+                                ut = t0 + uint64(t)
+                                s0 = bias
+                                s1 = bias
+                                for i in range(KH):
+                                    for j in range(KW):
+                                        at = ut + base + uint64(
+                                            ((i * DH) % SH * SW + (j * DW) % SW) * plane) + uint64(
+                                            (i * DH) // SH) * uwq + uint64((j * DW) // SW)
+                                        s0 += wc[i, j] * scratch[at]
+                                        s1 += wc[i, j] * scratch[at + uwq]
+                                wide[ut] = s0
+                                odd[ut] = s1
+                        for t in range(2 * pairs * wq, span):  # unpaired rows: one flat loop
                             s = bias if first else wide[t]
                             ut = uint64(t) + base
                             for i in range(KH):
@@ -129,9 +156,11 @@ def _specialised(KH, KW, SH, SW, DH, DW):
                             wide[t] = s
                     for oh in range(out_h):
                         dst = uint64(((ni * c_out + co) * out_h + oh) * out_w)
-                        src = uint64(oh * wq)
+                        paired = oh < 2 * pairs and oh % 2 == 1
+                        src = uint64((oh - 1 if paired else oh) * wq)
+                        buffer = odd if paired else wide
                         for ow in range(out_w):
-                            of[dst + uint64(ow)] = wide[src + uint64(ow)]
+                            of[dst + uint64(ow)] = buffer[src + uint64(ow)]
 
     return specialised_kernel
 
