@@ -151,6 +151,24 @@ def test_direct_stride2_only_on_even_widths():
         "stride2", "specialised", "any")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("k", [3, 5])
+def test_direct_scratch_reused_across_many_tasks(k, mode, dtype):
+    """Many (sample, group) tasks per parallel block: the zeroed scratch is reused, its
+    zero-padding positions written once; a task must not see the previous one's pixels."""
+    import numba
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((3, 40, 9, 10)).astype(dtype)
+    w = rng.standard_normal((40, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    assert 3 * 40 >= 4 * min(3 * 40, 8 * numba.get_num_threads())  # >= 4 tasks per block
+    settings = dict(padding=((k // 2, 1), (2, k // 2)), groups=40, padding_mode=mode)
+    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "specialised"
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+
+
 def test_direct_reads_read_only_inputs():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)

@@ -118,13 +118,13 @@ def _specialised(KH, KW, SH, SW, DH, DW):
         tasks = n * groups
         for block in prange(blocks):  # scratch allocated once per block, not per task
             # pairs read up to wq - out_w positions past the last row's pixels: slack
-            scratch = np.empty(cg * SH * SW * plane + wq, dtype=out.dtype)
+            scratch = np.zeros(cg * SH * SW * plane + wq, dtype=out.dtype)  # zeroed once
             wide = np.empty(out_h * wq, dtype=out.dtype)
             odd = np.empty(out_h * wq if PAIRS else 0, dtype=out.dtype)  # the pairs' 2nd rows
             for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
                 ni, g = task // groups, task % groups
                 _phase_planes(xf, (ni * c_in + g * cg) * h * width, h, width, cg, rows, cols,
-                              left, SH, SW, hq, wq, scratch)
+                              left, SH, SW, hq, wq, scratch, True)
                 for co in range(g * og, (g + 1) * og):
                     for ci in range(cg):
                         wc, base = w[co, ci], uint64(ci * SH * SW * plane)
@@ -249,13 +249,23 @@ def _stride2(KH, KW, DH, DW):
 
 
 @njit(inline="always")
-def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scratch):
+def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scratch,
+                  zeroed=False):
     """scratch[ci, pr, pc, q, qc] = padded x[ci, q*SH + pr, qc*SW + pc] for the ``cg``
     planes of the flat input ``xf`` that begin at ``start`` (zero past the padded edge).
-    ``left`` is the left padding: padded column ``left + c`` is input column ``c``."""
+    ``left`` is the left padding: padded column ``left + c`` is input column ``c``.
+    ``zeroed``: every position the maps send to zero already holds zero (a scratch zeroed
+    once and reused with the same maps), so those are not written again.  With zero padding
+    that skips the border columns' scalar loops entirely: they took 0.2 ms of the 0.35 ms
+    this split takes on effnet-dw5x5 (one thread), 4 pixels a row against 28 copied."""
     plane = hq * wq
     qa = min(wq, (left + SW - 1) // SW)  # phase columns [qa, qb) are inside the image
     qb = max(qa, min(wq, (left + width) // SW))  # in every phase
+    edges = not zeroed  # do the border columns need writing?
+    for c in range(min(qa * SW, cols.size)):
+        edges = edges or cols[c] >= 0
+    for c in range(qb * SW, cols.size):
+        edges = edges or cols[c] >= 0
     for ci in range(cg):
         for pr in range(SH):
             for q in range(hq):
@@ -263,12 +273,13 @@ def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scr
                 source = rows[r] if r < rows.size else -1
                 d0 = uint64(((ci * SH + pr) * SW) * plane + q * wq)
                 if source < 0:
-                    for pc in range(SW):
-                        for qc in range(wq):
-                            scratch[d0 + uint64(pc * plane + qc)] = 0
+                    if not zeroed:
+                        for pc in range(SW):
+                            for qc in range(wq):
+                                scratch[d0 + uint64(pc * plane + qc)] = 0
                     continue
                 s = uint64(start + (ci * h + source) * width)
-                for pc in range(SW):  # border columns, through the map
+                for pc in range(SW if edges else 0):  # border columns, through the map
                     dp = d0 + uint64(pc * plane)
                     for qc in range(qa):
                         c = qc * SW + pc
