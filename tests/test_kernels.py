@@ -84,6 +84,91 @@ def test_direct_against_reference(cg, og, groups, k, s, d, pad, mode, asym, n, d
     assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
 
 
+@given(cg=st.integers(1, 4), og=st.integers(1, 3), groups=st.integers(2, 4),
+       k=st.sampled_from([3, 5, 7]), d=st.integers(1, 2), h=st.integers(5, 16),
+       half_w=st.integers(3, 9), pads=st.tuples(*[st.integers(0, 3)] * 4),
+       mode=st.sampled_from(MODES), n=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_stride2_against_reference(cg, og, groups, k, d, h, half_w, pads, mode, n, dtype):
+    """Stride 2 on an even width: the column-phase kernel, border columns through the maps."""
+    rng = np.random.default_rng(cg + 5 * og + 17 * h + 31 * half_w)
+    x = rng.standard_normal((n, cg * groups, h, 2 * half_w)).astype(dtype)
+    w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    top, bottom, left, right = pads
+    settings = dict(stride=2, padding=((top, bottom), (left, right)), dilation=d, groups=groups,
+                    padding_mode=mode)
+    try:
+        resolved = spec.parse_settings(**settings).resolve((k, k), x.shape[2:])
+    except ValueError:
+        return  # beyond a mode's limit or an empty output: covered by test_errors
+    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "stride2"
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
+
+
+@given(og=st.integers(1, 3), groups=st.integers(2, 4), k=st.sampled_from([5, 7]),
+       s=st.integers(1, 2), d=st.integers(1, 2), h=st.integers(7, 18), half_w=st.integers(3, 9),
+       pads=st.tuples(*[st.integers(0, 4)] * 4), mode=st.sampled_from(MODES),
+       n=st.integers(1, 2), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_row_pairs_against_reference(og, groups, k, s, d, h, half_w, pads, mode, n, dtype):
+    """Depthwise 5x5 and 7x7 outside the stride-2 kernel (stride 2 on odd widths): two output
+    rows per pass, odd and even output heights, the last unpaired row in the flat loop."""
+    rng = np.random.default_rng(og + 5 * h + 17 * half_w + 31 * k)
+    x = rng.standard_normal((n, groups, h, 2 * half_w + 1)).astype(dtype)
+    w = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    top, bottom, left, right = pads
+    settings = dict(stride=s, padding=((top, bottom), (left, right)), dilation=d, groups=groups,
+                    padding_mode=mode)
+    try:
+        resolved = spec.parse_settings(**settings).resolve((k, k), x.shape[2:])
+    except ValueError:
+        return  # beyond a mode's limit or an empty output: covered by test_errors
+    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "specialised"
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_stride2_unbatched_non_contiguous(dtype):
+    import convkit
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((6, 20, 24)).astype(dtype)[:, ::-1, 2:22]  # odd strides, width 20
+    w = rng.standard_normal((6, 1, 3, 3)).astype(dtype)
+    problem = problem_of((1, *x.shape), w.shape, dtype, stride=2, padding=1, groups=6)
+    assert direct.path(problem) == "stride2"
+    out = convkit.conv2d(x, w, None, stride=2, padding=1, groups=6, padding_mode="reflect")
+    assert_close(out, torch_conv2d(x, w, None, stride=2, padding=1, groups=6,
+                                   padding_mode="reflect"), dtype)
+
+
+def test_direct_stride2_only_on_even_widths():
+    even = problem_of((1, 4, 9, 10), (4, 1, 3, 3), stride=2, padding=1, groups=4)
+    odd = problem_of((1, 4, 9, 11), (4, 1, 3, 3), stride=2, padding=1, groups=4)
+    unlisted = problem_of((1, 4, 9, 10), (4, 1, 2, 2), stride=2, groups=4)
+    assert (direct.path(even), direct.path(odd), direct.path(unlisted)) == (
+        "stride2", "specialised", "any")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("k", [3, 5])
+def test_direct_scratch_reused_across_many_tasks(k, mode, dtype):
+    """Many (sample, group) tasks per parallel block: the zeroed scratch is reused, its
+    zero-padding positions written once; a task must not see the previous one's pixels."""
+    import numba
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((3, 40, 9, 10)).astype(dtype)
+    w = rng.standard_normal((40, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    assert 3 * 40 >= 4 * min(3 * 40, 8 * numba.get_num_threads())  # >= 4 tasks per block
+    settings = dict(padding=((k // 2, 1), (2, k // 2)), groups=40, padding_mode=mode)
+    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "specialised"
+    out = run_kernel("direct", x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+
+
 def test_direct_reads_read_only_inputs():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)

@@ -23,6 +23,11 @@ closure over ints), so LLVM unrolls the taps.  Geometries outside ``SPECIALISED`
 share one kernel whose geometry is read at run time: exact and parallel, a few
 times slower, compiled once (so a test suite that draws many geometries compiles
 two kernels, not hundreds).
+
+Stride 2 on an even input width (MobileNet's strided depthwise layers) has a kernel of
+its own, ``_stride2``: the row-by-row phase split above cost most of its time, so there
+each plane is split into its two column phases in one flat loop and the rows are read at
+stride 2 (see its docstring).
 """
 from __future__ import annotations
 
@@ -56,14 +61,26 @@ def _geometry(p):
     return (p.kh, p.kw, *p.spec.stride, *p.spec.dilation)
 
 
+def path(p) -> str:
+    """Which of this module's kernels runs ``p``: ``stride2`` (a specialised stride-2 geometry
+    on an even input width), ``specialised`` (another geometry in ``SPECIALISED``) or ``any``."""
+    if _geometry(p) not in SPECIALISED:
+        return "any"
+    return "stride2" if p.spec.stride == (2, 2) and p.w % 2 == 0 else "specialised"
+
+
 def run(x, w, b, p):
     spec = p.spec
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     rows, cols = p.index_maps()
-    left = spec.pads[1][0]
+    top, left = spec.pads[0][0], spec.pads[1][0]
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
-    if _geometry(p) in SPECIALISED:
+    kind = path(p)
+    if kind == "stride2":
+        blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
+        _stride2(p.kh, p.kw, dh, dw)(x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
+    elif kind == "specialised":
         blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
         _specialised(*_geometry(p))(x, w, bias, out, rows, cols, left, spec.groups, blocks)
     else:
@@ -75,7 +92,16 @@ def run(x, w, b, p):
 def _specialised(KH, KW, SH, SW, DH, DW):
     """The kernel for one tap geometry, frozen as constants: taps unrolled, loops vectorised.
     Tap ``(i, j)`` reads phase ``((i*DH) % SH, (j*DW) % SW)`` at row offset ``i*DH // SH``
-    and column offset ``j*DW // SW``."""
+    and column offset ``j*DW // SW``.
+
+    From 5x5 up the taps, not memory, bound the layer (effnet-dw5x5: one zmm load per FMA,
+    ~1.3 cycles each), so there two output rows are computed per pass, over the ``wq``
+    positions of each: output row ``r + 1`` is ``wq`` further in every phase plane, so the
+    two share the input vectors of ``KH - 1`` tap rows (30 loads per 50 FMAs instead of
+    50).  Their sums go to two separate buffers: stored into one, at a run-time distance
+    ``wq`` apart, the loop lost its vectorisation (6x slower).  At 3x3 the pairs were 9%
+    slower (mbv2-dw3x3: rows of 58 leave a remainder per pair) and memory bounds anyway."""
+    PAIRS = KH >= 5
 
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
@@ -88,20 +114,38 @@ def _specialised(KH, KW, SH, SW, DH, DW):
         hq, wq = (rows.size + SH - 1) // SH, (cols.size + SW - 1) // SW
         plane, uwq = hq * wq, uint64(wq)
         span = (out_h - 1) * wq + out_w  # flat positions that hold an output pixel
+        pairs = out_h // 2 if PAIRS and cg == 1 else 0  # (summing over cg lost the vectors)
         tasks = n * groups
         for block in prange(blocks):  # scratch allocated once per block, not per task
-            scratch = np.empty(cg * SH * SW * plane, dtype=out.dtype)
+            # pairs read up to wq - out_w positions past the last row's pixels: slack
+            scratch = np.zeros(cg * SH * SW * plane + wq, dtype=out.dtype)  # zeroed once
             wide = np.empty(out_h * wq, dtype=out.dtype)
+            odd = np.empty(out_h * wq if PAIRS else 0, dtype=out.dtype)  # the pairs' 2nd rows
             for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
                 ni, g = task // groups, task % groups
                 _phase_planes(xf, (ni * c_in + g * cg) * h * width, h, width, cg, rows, cols,
-                              left, SH, SW, hq, wq, scratch)
+                              left, SH, SW, hq, wq, scratch, True)
                 for co in range(g * og, (g + 1) * og):
                     for ci in range(cg):
                         wc, base = w[co, ci], uint64(ci * SH * SW * plane)
                         first = ci == 0
                         bias = b[co]
-                        for t in range(span):
+                        for pair in range(pairs):  # rows 2 * pair -> wide, 2 * pair + 1 -> odd
+                            t0 = uint64(2 * pair * wq)
+                            for t in range(wq):
+                                ut = t0 + uint64(t)
+                                s0 = bias
+                                s1 = bias
+                                for i in range(KH):
+                                    for j in range(KW):
+                                        at = ut + base + uint64(
+                                            ((i * DH) % SH * SW + (j * DW) % SW) * plane) + uint64(
+                                            (i * DH) // SH) * uwq + uint64((j * DW) // SW)
+                                        s0 += wc[i, j] * scratch[at]
+                                        s1 += wc[i, j] * scratch[at + uwq]
+                                wide[ut] = s0
+                                odd[ut] = s1
+                        for t in range(2 * pairs * wq, span):  # unpaired rows: one flat loop
                             s = bias if first else wide[t]
                             ut = uint64(t) + base
                             for i in range(KH):
@@ -112,21 +156,116 @@ def _specialised(KH, KW, SH, SW, DH, DW):
                             wide[t] = s
                     for oh in range(out_h):
                         dst = uint64(((ni * c_out + co) * out_h + oh) * out_w)
-                        src = uint64(oh * wq)
+                        paired = oh < 2 * pairs and oh % 2 == 1
+                        src = uint64((oh - 1 if paired else oh) * wq)
+                        buffer = odd if paired else wide
                         for ow in range(out_w):
-                            of[dst + uint64(ow)] = wide[src + uint64(ow)]
+                            of[dst + uint64(ow)] = buffer[src + uint64(ow)]
 
     return specialised_kernel
 
 
+@lru_cache(maxsize=None)
+def _stride2(KH, KW, DH, DW):
+    """Stride 2 in both directions, on an input of even width.  Splitting the padded planes
+    into four stride phases row by row (``_phase_planes``) cost most of the time of these
+    memory-bound layers: rows of 56 phase columns are too short for the vector loop (5.0 ms
+    against 2.5 ms for the same bytes in one loop, mbv2-dw3x3-s2, one thread).  Here each
+    input plane is split into its two *column* phases in one flat loop over the whole plane
+    (even width: the parity of the flat index is the column's), into rows of ``W/2`` with
+    the padded rows added through the row map; no padded columns.  Tap ``(i, j)`` of output
+    ``(oh, ow)`` reads padded row ``2*oh + i*DH`` at input column ``2*ow + j*DW - left``: phase
+    ``(j*DW - left) % 2``, offset ``(j*DW - left) // 2`` from ``ow``.  Every output row is one
+    vector loop over the columns whose taps all fall inside the input, written straight into
+    the output; the few border columns read every tap through both index maps."""
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def stride2_kernel(x, w, b, out, rows, cols, top, left, groups, blocks):
+        n, c_out, out_h, out_w = out.shape
+        c_in, h, width = x.shape[1:]
+        cg, og = w.shape[1], c_out // groups
+        xf, of = x.reshape(-1), out.reshape(-1)
+        wq = width // 2
+        half = rows.size * wq  # one column phase of one channel: every padded row
+        lo = 0  # output columns [lo, hi) read only inside the input
+        while lo < out_w and 2 * lo - left < 0:
+            lo += 1
+        hi = out_w
+        while hi > lo and 2 * (hi - 1) + (KW - 1) * DW - left >= width:
+            hi -= 1
+        tasks = n * groups
+        for block in prange(blocks):  # scratch allocated once per block, not per task
+            split = np.empty(cg * 2 * half, dtype=out.dtype)
+            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                ni, g = task // groups, task % groups
+                for ci in range(cg):
+                    src = uint64((ni * c_in + g * cg + ci) * h * width)
+                    even = uint64(ci * 2 * half)
+                    odd, inner = even + uint64(half), uint64(top * wq)
+                    for m in range(h * wq):  # padded rows [top, top + h): the input plane
+                        um = uint64(m)
+                        split[even + inner + um] = xf[src + um * uint64(2)]
+                        split[odd + inner + um] = xf[src + um * uint64(2) + uint64(1)]
+                    for r in range(rows.size):  # the padded rows, through the map
+                        if top <= r < top + h:
+                            continue
+                        source = rows[r]
+                        for qc in range(wq):
+                            for pc in range(2):
+                                split[even + uint64(pc * half + r * wq + qc)] = (
+                                    xf[src + uint64(source * width + 2 * qc + pc)]
+                                    if source >= 0 else 0)
+                for co in range(g * og, (g + 1) * og):
+                    bias = b[co]
+                    o0 = uint64((ni * c_out + co) * out_h * out_w)
+                    for ci in range(cg):
+                        wc, first = w[co, ci], ci == 0
+                        for oh in range(out_h):
+                            orow = o0 + uint64(oh * out_w)
+                            for ow in range(lo, hi):
+                                s = bias if first else of[orow + uint64(ow)]
+                                for i in range(KH):
+                                    at = ci * 2 * half + (2 * oh + i * DH) * wq + ow
+                                    for j in range(KW):
+                                        # loop-invariant: hoisted (an array of these was not)
+                                        tap = ((j * DW - left) % 2) * half + (j * DW - left) // 2
+                                        s += wc[i, j] * split[uint64(at + tap)]
+                                of[orow + uint64(ow)] = s
+                        plane = (ni * c_in + g * cg + ci) * h * width
+                        for oh in range(out_h):  # border columns: every tap through the maps
+                            orow = o0 + uint64(oh * out_w)
+                            for k in range(lo + out_w - hi):
+                                ow = k if k < lo else hi + k - lo
+                                s = bias if first else of[orow + uint64(ow)]
+                                for i in range(KH):
+                                    source = rows[2 * oh + i * DH]
+                                    for j in range(KW):
+                                        c = cols[2 * ow + j * DW]
+                                        if source >= 0 and c >= 0:
+                                            s += wc[i, j] * xf[uint64(plane + source * width + c)]
+                                of[orow + uint64(ow)] = s
+
+    return stride2_kernel
+
+
 @njit(inline="always")
-def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scratch):
+def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scratch,
+                  zeroed=False):
     """scratch[ci, pr, pc, q, qc] = padded x[ci, q*SH + pr, qc*SW + pc] for the ``cg``
     planes of the flat input ``xf`` that begin at ``start`` (zero past the padded edge).
-    ``left`` is the left padding: padded column ``left + c`` is input column ``c``."""
+    ``left`` is the left padding: padded column ``left + c`` is input column ``c``.
+    ``zeroed``: every position the maps send to zero already holds zero (a scratch zeroed
+    once and reused with the same maps), so those are not written again.  With zero padding
+    that skips the border columns' scalar loops entirely: they took 0.2 ms of the 0.35 ms
+    this split takes on effnet-dw5x5 (one thread), 4 pixels a row against 28 copied."""
     plane = hq * wq
     qa = min(wq, (left + SW - 1) // SW)  # phase columns [qa, qb) are inside the image
     qb = max(qa, min(wq, (left + width) // SW))  # in every phase
+    edges = not zeroed  # do the border columns need writing?
+    for c in range(min(qa * SW, cols.size)):
+        edges = edges or cols[c] >= 0
+    for c in range(qb * SW, cols.size):
+        edges = edges or cols[c] >= 0
     for ci in range(cg):
         for pr in range(SH):
             for q in range(hq):
@@ -134,12 +273,13 @@ def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scr
                 source = rows[r] if r < rows.size else -1
                 d0 = uint64(((ci * SH + pr) * SW) * plane + q * wq)
                 if source < 0:
-                    for pc in range(SW):
-                        for qc in range(wq):
-                            scratch[d0 + uint64(pc * plane + qc)] = 0
+                    if not zeroed:
+                        for pc in range(SW):
+                            for qc in range(wq):
+                                scratch[d0 + uint64(pc * plane + qc)] = 0
                     continue
                 s = uint64(start + (ci * h + source) * width)
-                for pc in range(SW):  # border columns, through the map
+                for pc in range(SW if edges else 0):  # border columns, through the map
                     dp = d0 + uint64(pc * plane)
                     for qc in range(qa):
                         c = qc * SW + pc
