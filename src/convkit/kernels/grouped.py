@@ -69,6 +69,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 from numba import njit, prange, uint64
 
@@ -119,8 +120,9 @@ def run(x, w, b, p):
     dh, dw = spec.dilation
     cu = channel_unroll(p.kh, p.kw, p.group_in)
     unpadded = spec.pads == ((0, 0), (0, 0))
+    n_blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
     _kernel(p.kh, p.kw, dh, dw, cu)(x, pack_weights(w, spec.groups, cu), bias, out, rows,
-                                    cols, left, unpadded)
+                                    cols, left, unpadded, n_blocks)
     return out
 
 
@@ -130,7 +132,7 @@ def _kernel(KH, KW, DH, DW, CU):
     TAPS = KH * KW
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def grouped_kernel(x, wp, b, out, rows, cols, left, unpadded):
+    def grouped_kernel(x, wp, b, out, rows, cols, left, unpadded, n_blocks):
         n, c_out, out_h, out_w = out.shape
         groups, blocks, cblocks = wp.shape[:3]
         cg, og = cblocks * CU, c_out // groups
@@ -139,71 +141,63 @@ def _kernel(KH, KW, DH, DW, CU):
         span = size - (KW - 1) * DW  # positions whose taps all fall inside the padded plane
         uwidth = uint64(width)
         direct_out = width == out_w  # the wide plane is the output plane
-        for task in prange(n * groups):
-            ni, g = task // groups, task % groups
-            if unpadded:
-                planes = x[ni, g * cg:(g + 1) * cg].reshape(cg, -1)
-                end = span  # no slack past the caller's planes
-            else:
-                planes = _padded_planes(x, ni, g * cg, cg, rows, cols, left, SLACK)
-                end = min(size, (span + SLACK - 1) // SLACK * SLACK)  # whole vectors
+        tasks = n * groups
+        for block in prange(n_blocks):  # scratch allocated once per block, not per task
             acc = np.empty((4, TILE), dtype=out.dtype)  # a constant shape: LLVM sees the row stride
             wide = np.empty((og, 0 if direct_out else size), dtype=out.dtype)
-            for t0 in range(0, end, TILE):
-                length = min(end - t0, TILE)
-                base = uint64(t0)
-                for ob in range(blocks):
-                    co = ob * 4
-                    for k in range(4):
-                        bk = b[g * og + co + k] if co + k < og else 0
-                        for t in range(length):
-                            acc[k, t] = bk
-                    for cb in range(cblocks):
-                        wt = wp[g, ob, cb]
-                        c0 = uint64(cb * CU)
-                        for t in range(length):
-                            ut = uint64(t)
-                            s0, s1, s2, s3 = acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut]
-                            for u in range(CU):
-                                for i in range(KH):
-                                    for j in range(KW):
-                                        v = planes[c0 + uint64(u), base + ut
-                                                   + uint64(i * DH) * uwidth + uint64(j * DW)]
-                                        tap = u * TAPS + i * KW + j
-                                        s0 += wt[tap] * v
-                                        s1 += wt[CU * TAPS + tap] * v
-                                        s2 += wt[2 * CU * TAPS + tap] * v
-                                        s3 += wt[3 * CU * TAPS + tap] * v
-                            acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
-                    keep = min(length, span - t0)  # positions past span are dropped
-                    for k in range(min(4, og - co)):
-                        if direct_out:
-                            out[ni, g * og + co + k].reshape(-1)[t0:t0 + keep] = acc[k, :keep]
-                        else:
-                            wide[co + k, t0:t0 + keep] = acc[k, :keep]
-            if not direct_out:  # flat index loops: a view or slice per row costs more
-                for oc in range(og):
-                    src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
-                    for oh in range(out_h):
-                        d, w0 = uint64(oh * out_w), uint64(oh * width)
-                        for ow in range(out_w):  # unsigned: no wraparound checks
-                            dst[d + uint64(ow)] = src[w0 + uint64(ow)]
+            scratch = np.zeros((0 if unpadded else cg, rows.size * width + SLACK), out.dtype)
+            for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
+                ni, g = task // groups, task % groups
+                if unpadded:
+                    planes = x[ni, g * cg:(g + 1) * cg].reshape(cg, -1)
+                    end = span  # no slack past the caller's planes
+                else:
+                    planes = scratch  # its slack is zero from the start, never written
+                    for ci in range(cg):
+                        pad_plane(x[ni, g * cg + ci].reshape(-1), x.shape[3], rows, cols, left,
+                                  planes[ci], 0, width)
+                    end = min(size, (span + SLACK - 1) // SLACK * SLACK)  # whole vectors
+                for t0 in range(0, end, TILE):
+                    length = min(end - t0, TILE)
+                    base = uint64(t0)
+                    for ob in range(blocks):
+                        co = ob * 4
+                        for k in range(4):
+                            bk = b[g * og + co + k] if co + k < og else 0
+                            for t in range(length):
+                                acc[k, t] = bk
+                        for cb in range(cblocks):
+                            wt = wp[g, ob, cb]
+                            c0 = uint64(cb * CU)
+                            for t in range(length):
+                                ut = uint64(t)
+                                s0, s1, s2, s3 = acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut]
+                                for u in range(CU):
+                                    for i in range(KH):
+                                        for j in range(KW):
+                                            v = planes[c0 + uint64(u), base + ut
+                                                       + uint64(i * DH) * uwidth + uint64(j * DW)]
+                                            tap = u * TAPS + i * KW + j
+                                            s0 += wt[tap] * v
+                                            s1 += wt[CU * TAPS + tap] * v
+                                            s2 += wt[2 * CU * TAPS + tap] * v
+                                            s3 += wt[3 * CU * TAPS + tap] * v
+                                acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
+                        keep = min(length, span - t0)  # positions past span are dropped
+                        for k in range(min(4, og - co)):
+                            if direct_out:
+                                out[ni, g * og + co + k].reshape(-1)[t0:t0 + keep] = acc[k, :keep]
+                            else:
+                                wide[co + k, t0:t0 + keep] = acc[k, :keep]
+                if not direct_out:  # flat index loops: a view or slice per row costs more
+                    for oc in range(og):
+                        src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
+                        for oh in range(out_h):
+                            d, w0 = uint64(oh * out_w), uint64(oh * width)
+                            for ow in range(out_w):  # unsigned: no wraparound checks
+                                dst[d + uint64(ow)] = src[w0 + uint64(ow)]
 
     return grouped_kernel
-
-
-@njit(inline="always")
-def _padded_planes(x, ni, c0, cg, rows, cols, left, slack):
-    """x[ni, c0:c0 + cg] padded through the index maps (-1: zero), each plane flattened,
-    with ``slack`` zeros past its end so whole vectors may read beyond the last tap."""
-    planes = np.empty((cg, rows.size * cols.size + slack), dtype=x.dtype)
-    for ci in range(cg):
-        flat = planes[ci]
-        pad_plane(x[ni, c0 + ci].reshape(-1), x.shape[3], rows, cols, left, flat, 0,
-                  cols.size)
-        for c in range(rows.size * cols.size, flat.size):
-            flat[c] = 0
-    return planes
 
 
 @njit(inline="always")
