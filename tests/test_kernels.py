@@ -96,15 +96,19 @@ def test_direct_stride2_against_reference(cg, og, groups, k, d, h, half_w, pads,
     w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
     top, bottom, left, right = pads
-    settings = dict(stride=2, padding=((top, bottom), (left, right)), dilation=d, groups=groups,
-                    padding_mode=mode)
+    check_direct_path(x, w, b, "stride2", stride=2, padding=((top, bottom), (left, right)),
+                      dilation=d, groups=groups, padding_mode=mode)
+
+
+def check_direct_path(x, w, b, path, **settings):
+    """``direct`` runs ``x`` on its ``path`` kernel and agrees with the reference."""
     try:
-        resolved = spec.parse_settings(**settings).resolve((k, k), x.shape[2:])
+        resolved = spec.parse_settings(**settings).resolve(w.shape[2:], x.shape[2:])
     except ValueError:
         return  # beyond a mode's limit or an empty output: covered by test_errors
-    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "stride2"
+    assert direct.path(problem_of(x.shape, w.shape, x.dtype, **settings)) == path
     out = run_kernel("direct", x, w, b, **settings)
-    assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
+    assert_close(out, conv2d_reference(x, w, b, resolved), x.dtype)
 
 
 @given(og=st.integers(1, 3), groups=st.integers(2, 4), k=st.sampled_from([5, 7]),
@@ -119,15 +123,8 @@ def test_direct_row_pairs_against_reference(og, groups, k, s, d, h, half_w, pads
     w = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
     top, bottom, left, right = pads
-    settings = dict(stride=s, padding=((top, bottom), (left, right)), dilation=d, groups=groups,
-                    padding_mode=mode)
-    try:
-        resolved = spec.parse_settings(**settings).resolve((k, k), x.shape[2:])
-    except ValueError:
-        return  # beyond a mode's limit or an empty output: covered by test_errors
-    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "specialised"
-    out = run_kernel("direct", x, w, b, **settings)
-    assert_close(out, conv2d_reference(x, w, b, resolved), dtype)
+    check_direct_path(x, w, b, "specialised", stride=s, padding=((top, bottom), (left, right)),
+                      dilation=d, groups=groups, padding_mode=mode)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -272,7 +269,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     for kernel in ("specialised_kernel", "_any_geometry"):
         assert f"direct.{kernel}" in log or f"specialised.locals.{kernel}" in log, kernel
     for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
-        assert f"winograd.{kernel}" in log, kernel
+        assert f"winograd_transforms.{kernel}" in log, kernel
     for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",
                    "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad"):
         assert kernel in log, kernel

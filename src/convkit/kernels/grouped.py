@@ -56,7 +56,7 @@ tried on that stage, none kept (all exact or within F(2x2)'s error, all slower o
   accumulator: a scalar fallback): 3.9-4.6 ms in all, against 4.0;
 * per-group BLAS: 32 x (16 x 144 @ 144 x 1568) runs at ~37 GFLOP/s single-threaded
   (6.3 ms before any im2col), the weight gradient's shapes at ~40 (5.4-7.2 ms);
-* Winograd F(2x2, 3x3) per group (U from winograd._weight_transform, V and M in L2,
+* Winograd F(2x2, 3x3) per group (U from winograd_transforms._weight_transform, V and M in L2,
   input split into row/column parity planes so every transform is a flat vectorised
   loop, products as this kernel's 1x1 loop): products 1.8 ms, but parity planes 0.64,
   input transform 0.73, output transform 0.44 and interleaving into NCHW 0.58: 4.2-5.2
