@@ -57,40 +57,51 @@ def _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, first,
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1,
+def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1, m,
                      v):
-    """v[z, c, t] = (B^T d B)[z] for the 4x4 patch d of tile t = (sample, tile row, tile
-    col) of channel c; padded positions past the map's end read as zero."""
-    span = 2 * tw + 2  # padded columns the tiles of one row read
+    """v[z, c, t] = (B^T d B)[z] for the (m + 2)^2 patch d of tile t = (sample, tile row,
+    tile col) of channel c, F(m x m) for m = 2 or 4; padded positions past the map's end
+    read as zero.  The padded rows of a tile row live in a ring of 2m (the two shared with
+    the previous tile row are kept)."""
+    span = m * tw + 2  # padded columns the tiles of one row read
     n_rows = tr1 - tr0
     head, inner_end = min(inner_lo, span), min(inner_hi, span)
-    d = np.empty((4, span), dtype=x.dtype)
-    t_ = np.empty((4, span), dtype=x.dtype)
+    d = np.empty((2 * m, span), dtype=x.dtype)
+    t_ = np.empty((m + 2, span), dtype=x.dtype)
     for task in range(nt * (c1 - c0)):
         s = task // (c1 - c0)
         c = c0 + task - s * (c1 - c0)
         plane = x[n0 + s, c]
         for tr in range(tr0, tr1):
-            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 2, tr, tr == tr0, d)
-            first = (2 * tr) % 4
-            r0, r1, r2, r3 = d[first], d[first + 1], d[(first + 2) % 4], d[(first + 3) % 4]
-            for q in range(span):  # rows: B^T d
-                d0, d1, d2, d3 = r0[q], r1[q], r2[q], r3[q]
-                t_[0, q] = d0 - d2
-                t_[1, q] = d1 + d2
-                t_[2, q] = d2 - d1
-                t_[3, q] = d1 - d3
+            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, tr == tr0, d)
             base = (s * n_rows + tr - tr0) * tw
-            for a in range(4):  # columns: (B^T d) B
-                ta = t_[a]
-                v0, v1, v2, v3 = v[4 * a, c], v[4 * a + 1, c], v[4 * a + 2, c], v[4 * a + 3, c]
-                for tc in range(tw):
-                    e0, e1 = ta[2 * tc], ta[2 * tc + 1]
-                    e2, e3 = ta[2 * tc + 2], ta[2 * tc + 3]
-                    v0[base + tc] = e0 - e2
-                    v1[base + tc] = e1 + e2
-                    v2[base + tc] = e2 - e1
-                    v3[base + tc] = e1 - e3
+            if m == 2:
+                _tile_row_2(d, 2 * tr, t_, v, c, base, tw)
+            else:
+                _tile_row_4(d, 4 * tr, t_, v, c, base, tw)
+
+
+@njit(inline="always", fastmath=True)
+def _tile_row_2(d, first, t_, v, c, base, tw):
+    """F(2x2): B^T d on the ring's rows first .. first + 3 (whole rows), then B on the columns
+    of each tile, into v[:, c, base:base + tw]."""
+    r0, r1, r2, r3 = d[first % 4], d[(first + 1) % 4], d[(first + 2) % 4], d[(first + 3) % 4]
+    for q in range(t_.shape[1]):  # rows: B^T d
+        d0, d1, d2, d3 = r0[q], r1[q], r2[q], r3[q]
+        t_[0, q] = d0 - d2
+        t_[1, q] = d1 + d2
+        t_[2, q] = d2 - d1
+        t_[3, q] = d1 - d3
+    for a in range(4):  # columns: (B^T d) B
+        ta = t_[a]
+        v0, v1, v2, v3 = v[4 * a, c], v[4 * a + 1, c], v[4 * a + 2, c], v[4 * a + 3, c]
+        for tc in range(tw):
+            e0, e1 = ta[2 * tc], ta[2 * tc + 1]
+            e2, e3 = ta[2 * tc + 2], ta[2 * tc + 3]
+            v0[base + tc] = e0 - e2
+            v1[base + tc] = e1 + e2
+            v2[base + tc] = e2 - e1
+            v3[base + tc] = e1 - e3
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -235,39 +246,23 @@ def weight_gradient_transform(du, grad):
 #         [0  4  0 -5  0  1]        [  0     0     1  ]
 # Tiles step by 4 and 6x6 patches overlap by 2; point z = 6 a + b is (row a, column b).
 
-@njit(nogil=True, fastmath=True, cache=True)
-def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0,
-                       c1, v):
-    """v[z, c, t] = (B^T d B)[z] for the 6x6 patch d of tile t (F(4x4)); as
-    :func:`_input_transform`, the padded rows in a ring of 8 (two shared between tile
-    rows)."""
-    span = 4 * tw + 2
-    n_rows = tr1 - tr0
-    head, inner_end = min(inner_lo, span), min(inner_hi, span)
-    d = np.empty((8, span), dtype=x.dtype)
-    t_ = np.empty((6, span), dtype=x.dtype)
-    for task in range(nt * (c1 - c0)):
-        s = task // (c1 - c0)
-        c = c0 + task - s * (c1 - c0)
-        plane = x[n0 + s, c]
-        for tr in range(tr0, tr1):
-            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 4, tr, tr == tr0, d)
-            first = 4 * tr
-            r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
-            r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
-            for q in range(span):  # rows: B^T d
-                t_[0, q], t_[1, q], t_[2, q], t_[3, q], t_[4, q], t_[5, q] = _bt6(
-                    r0[q], r1[q], r2[q], r3[q], r4[q], r5[q])
-            base = (s * n_rows + tr - tr0) * tw
-            for a in range(6):  # columns: (B^T d) B
-                ta = t_[a]
-                v0, v1, v2 = v[6 * a, c], v[6 * a + 1, c], v[6 * a + 2, c]
-                v3, v4, v5 = v[6 * a + 3, c], v[6 * a + 4, c], v[6 * a + 5, c]
-                for tc in range(tw):
-                    q = 4 * tc
-                    k = base + tc
-                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt6(
-                        ta[q], ta[q + 1], ta[q + 2], ta[q + 3], ta[q + 4], ta[q + 5])
+@njit(inline="always", fastmath=True)
+def _tile_row_4(d, first, t_, v, c, base, tw):
+    """F(4x4): B^T d on the ring's rows first .. first + 5, then B on each tile's columns."""
+    r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
+    r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
+    for q in range(t_.shape[1]):  # rows: B^T d
+        t_[0, q], t_[1, q], t_[2, q], t_[3, q], t_[4, q], t_[5, q] = _bt6(
+            r0[q], r1[q], r2[q], r3[q], r4[q], r5[q])
+    for a in range(6):  # columns: (B^T d) B
+        ta = t_[a]
+        v0, v1, v2 = v[6 * a, c], v[6 * a + 1, c], v[6 * a + 2, c]
+        v3, v4, v5 = v[6 * a + 3, c], v[6 * a + 4, c], v[6 * a + 5, c]
+        for tc in range(tw):
+            q = 4 * tc
+            k = base + tc
+            v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt6(
+                ta[q], ta[q + 1], ta[q + 2], ta[q + 3], ta[q + 4], ta[q + 5])
 
 
 @njit(inline="always", fastmath=True)
@@ -362,4 +357,4 @@ def _weight_transform_4(w, u, o0, o1):
 
 
 F2 = Variant(2, _input_transform, _output_transform, _weight_transform)
-F4 = Variant(4, _input_transform_4, _output_transform_4, _weight_transform_4)
+F4 = Variant(4, _input_transform, _output_transform_4, _weight_transform_4)
