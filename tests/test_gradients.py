@@ -74,6 +74,17 @@ ROUTES = [
 
 
 @pytest.mark.parametrize("shape,kernel,settings", ROUTES, ids=str)
+def test_every_backward_route_on_an_empty_batch(shape, kernel, settings):
+    """No samples: zero weight and bias gradients and an empty input gradient on every
+    route (the Winograd route divided its work by the sample count), as torch gives."""
+    x, w = np.zeros((0, *shape[1:])), rng.standard_normal(kernel)
+    go = np.zeros(convkit.conv2d(x, w, **settings).shape)
+    got = convkit.conv2d_backward(go, x, w, **settings)
+    for g, want in zip(got, torch_conv2d_grads(go, x, w, **settings)):
+        assert g.shape == want.shape and not g.any()
+
+
+@pytest.mark.parametrize("shape,kernel,settings", ROUTES, ids=str)
 def test_every_backward_route_matches_torch(shape, kernel, settings):
     x, w = rng.standard_normal(shape), rng.standard_normal(kernel)
     go = rng.standard_normal(convkit.conv2d(x, w, **settings).shape)
@@ -137,6 +148,16 @@ def test_conv_transpose2d_matches_torch(settings, dtype):
     assert out.dtype == dtype
     assert_close(out, expected, dtype)
     assert_close(convkit.conv_transpose2d(x[0], w, b, **settings), expected[0], dtype)
+
+
+@pytest.mark.parametrize("settings", [dict(padding=1), dict(stride=2, groups=4), {}], ids=str)
+def test_conv_transpose2d_of_an_empty_batch(settings):
+    """Winograd (first case), the strided scatter and 1x1 products, with no samples."""
+    w = rng.standard_normal((16, 4 if "groups" in settings else 16, 3, 3))
+    out = convkit.conv_transpose2d(np.zeros((0, 16, 8, 8)), w, **settings)
+    expected = F.conv_transpose2d(torch.zeros(0, 16, 8, 8, dtype=torch.float64),
+                                  torch.tensor(w), **settings)
+    assert out.shape == tuple(expected.shape)
 
 
 @pytest.mark.parametrize("settings", [dict(stride=2, output_padding=1),

@@ -48,6 +48,8 @@ def _direct(p) -> bool:
 
 def input_gradient(grad_out, w, p):
     """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
+    if p.n == 0:  # the kernels split work by samples: none to split
+        return np.zeros((0, p.c_in, p.h, p.w), dtype=p.dtype)
     if _pointwise(p):
         return _pointwise_input_gradient(grad_out, w, p)
     if p.spec.stride == (1, 1):
@@ -162,6 +164,9 @@ def weight_and_bias_gradients(grad_out, x, p):
     The grouped and small-group routes sum the bias gradient while each output-gradient
     plane is in cache (for a depthwise layer that pass over grad_output costs as much as
     the weight gradient's own reads); the others leave it to one NumPy reduction."""
+    if p.n == 0:
+        return (np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype),
+                np.zeros(p.c_out, dtype=p.dtype))
     if _pointwise(p):
         return _pointwise_weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
     if grouped_grad.supports(p):
