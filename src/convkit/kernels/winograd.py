@@ -177,7 +177,8 @@ class _Call:
                                self.inner_hi, n0, nt, tr0, tr1, self.tw, c0, c1, self.f.m, v)
 
     def transform_output(self, m, n0, nt, tr0, tr1, o0, o1):
-        self.f.output_transform(m, self.bias, n0, nt, tr0, tr1, self.tw, o0, o1, self.out)
+        self.f.output_transform(m, self.bias, n0, nt, tr0, tr1, self.tw, o0, o1, self.f.m,
+                                self.out)
 
 
 def _by_units(call, u, p, units, workers, flops):

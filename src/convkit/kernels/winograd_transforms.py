@@ -105,45 +105,55 @@ def _tile_row_2(d, first, t_, v, c, base, tw):
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
-    """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output.
-    The even and odd output columns are computed as two contiguous rows and interleaved by
-    a plain copy (the interleaved arithmetic stayed scalar: 8% slower overall on ResNet's
-    64-channel 3x3 stage)."""
-    out_h, out_w = out.shape[2], out.shape[3]
+def _output_transform(mt, bias, n0, nt, tr0, tr1, tw, o0, o1, m, out):
+    """out[n0 + s, o, m tr + i, m tc + j] = (A^T M A)[i, j] + bias[o] for F(m x m), m = 2
+    or 4, cropped to the output; ``mt`` holds M."""
     n_rows = tr1 - tr0
-    full = out_w // 2  # tile columns with both output columns inside
-    u = np.empty((2, 4, tw), dtype=m.dtype)
-    even = np.empty(tw, dtype=m.dtype)
-    odd = np.empty(tw, dtype=m.dtype)
+    u = np.empty((m, m + 2, tw), dtype=mt.dtype)  # A^T M: m rows of each tile's points
+    even = np.empty(tw, dtype=mt.dtype)
+    odd = np.empty(tw, dtype=mt.dtype)
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
-        bo = bias[o]
         for tr in range(tr0, tr1):
             base = (s * n_rows + tr - tr0) * tw
-            for b_ in range(4):  # rows: A^T M
-                m0 = m[b_, o, base:base + tw]
-                m1 = m[4 + b_, o, base:base + tw]
-                m2 = m[8 + b_, o, base:base + tw]
-                m3 = m[12 + b_, o, base:base + tw]
-                for tc in range(tw):
-                    u[0, b_, tc] = m0[tc] + m1[tc] + m2[tc]
-                    u[1, b_, tc] = m1[tc] - m2[tc] - m3[tc]
-            for i in range(2):  # columns: (A^T M) A
-                oh = 2 * tr + i
-                if oh >= out_h:
-                    break
-                row = out[n0 + s, o, oh]
-                u0, u1, u2, u3 = u[i, 0], u[i, 1], u[i, 2], u[i, 3]
-                for tc in range(tw):
-                    even[tc] = u0[tc] + u1[tc] + u2[tc] + bo
-                    odd[tc] = u1[tc] - u2[tc] - u3[tc] + bo
-                for tc in range(full):
-                    row[2 * tc] = even[tc]
-                    row[2 * tc + 1] = odd[tc]
-                if full < tw:
-                    row[2 * full] = even[full]
+            if m == 2:
+                _out_tile_row_2(mt, o, base, bias[o], u, even, odd, out[n0 + s, o], tr)
+            else:
+                _out_tile_row_4(mt, o, base, bias[o], u, out[n0 + s, o], tr)
+
+
+@njit(inline="always", fastmath=True)
+def _out_tile_row_2(mt, o, base, bo, u, even, odd, plane, tr):
+    """F(2x2): A^T M on whole rows, then A on each tile's columns, into rows 2 tr and
+    2 tr + 1 of ``plane``.  The even and odd output columns are computed as two contiguous
+    rows and interleaved by a plain copy (the interleaved arithmetic stayed scalar: 8%
+    slower overall on ResNet's 64-channel 3x3 stage)."""
+    tw = u.shape[2]
+    out_h, out_w = plane.shape
+    full = out_w // 2  # tile columns with both output columns inside
+    for b_ in range(4):  # rows: A^T M
+        m0 = mt[b_, o, base:base + tw]
+        m1 = mt[4 + b_, o, base:base + tw]
+        m2 = mt[8 + b_, o, base:base + tw]
+        m3 = mt[12 + b_, o, base:base + tw]
+        for tc in range(tw):
+            u[0, b_, tc] = m0[tc] + m1[tc] + m2[tc]
+            u[1, b_, tc] = m1[tc] - m2[tc] - m3[tc]
+    for i in range(2):  # columns: (A^T M) A
+        oh = 2 * tr + i
+        if oh >= out_h:
+            break
+        row = plane[oh]
+        u0, u1, u2, u3 = u[i, 0], u[i, 1], u[i, 2], u[i, 3]
+        for tc in range(tw):
+            even[tc] = u0[tc] + u1[tc] + u2[tc] + bo
+            odd[tc] = u1[tc] - u2[tc] - u3[tc] + bo
+        for tc in range(full):
+            row[2 * tc] = even[tc]
+            row[2 * tc + 1] = odd[tc]
+        if full < tw:
+            row[2 * full] = even[full]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -279,43 +289,40 @@ def _at6(m0, m1, m2, m3, m4, m5):
             m1 - m2 + 8.0 * (m3 - m4) + m5)
 
 
-@njit(nogil=True, fastmath=True, cache=True)
-def _output_transform_4(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
-    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4))."""
-    out_h, out_w = out.shape[2], out.shape[3]
-    n_rows = tr1 - tr0
+@njit(inline="always", fastmath=True)
+def _out_tile_row_4(mt, o, base, bo, u, plane, tr):
+    """F(4x4): A^T M, then A on each tile's columns, into rows 4 tr .. 4 tr + 3 of ``plane``
+    (cropped)."""
+    tw = u.shape[2]
+    out_h, out_w = plane.shape
     full = out_w // 4  # tile columns with all four output columns inside
     rest = out_w - 4 * full
-    u = np.empty((4, 6, tw), dtype=m.dtype)
-    for task in range(nt * (o1 - o0)):
-        s = task // (o1 - o0)
-        o = o0 + task - s * (o1 - o0)
-        bo = bias[o]
-        for tr in range(tr0, tr1):
-            base = (s * n_rows + tr - tr0) * tw
-            for b_ in range(6):  # rows: A^T M
-                m0, m1, m2 = m[b_, o], m[6 + b_, o], m[12 + b_, o]
-                m3, m4, m5 = m[18 + b_, o], m[24 + b_, o], m[30 + b_, o]
-                for tc in range(tw):
-                    k = base + tc
-                    u[0, b_, tc], u[1, b_, tc], u[2, b_, tc], u[3, b_, tc] = _at6(
-                        m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
-            for i in range(4):  # columns: (A^T M) A
-                oh = 4 * tr + i
-                if oh >= out_h:
-                    break
-                row = out[n0 + s, o, oh]
-                u0, u1, u2, u3, u4, u5 = u[i, 0], u[i, 1], u[i, 2], u[i, 3], u[i, 4], u[i, 5]
-                for tc in range(full):
-                    y0, y1, y2, y3 = _at6(u0[tc], u1[tc], u2[tc], u3[tc], u4[tc], u5[tc])
-                    row[4 * tc] = y0 + bo
-                    row[4 * tc + 1] = y1 + bo
-                    row[4 * tc + 2] = y2 + bo
-                    row[4 * tc + 3] = y3 + bo
-                if rest:
-                    y = _at6(u0[full], u1[full], u2[full], u3[full], u4[full], u5[full])
-                    for j in range(rest):
-                        row[4 * full + j] = y[j] + bo
+    for b_ in range(6):  # rows: A^T M
+        m0, m1, m2 = mt[b_, o], mt[6 + b_, o], mt[12 + b_, o]
+        m3, m4, m5 = mt[18 + b_, o], mt[24 + b_, o], mt[30 + b_, o]
+        for tc in range(tw):
+            k = base + tc
+            u[0, b_, tc], u[1, b_, tc], u[2, b_, tc], u[3, b_, tc] = _at6(
+                m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
+    for i in range(4):  # columns: (A^T M) A
+        oh = 4 * tr + i
+        if oh >= out_h:
+            break
+        row = plane[oh]
+        u0, u1, u2, u3, u4, u5 = u[i, 0], u[i, 1], u[i, 2], u[i, 3], u[i, 4], u[i, 5]
+        for tc in range(full):
+            y0, y1, y2, y3 = _at6(u0[tc], u1[tc], u2[tc], u3[tc], u4[tc], u5[tc])
+            row[4 * tc] = y0 + bo
+            row[4 * tc + 1] = y1 + bo
+            row[4 * tc + 2] = y2 + bo
+            row[4 * tc + 3] = y3 + bo
+        if rest:  # 1 to 3 columns of the last tile
+            y0, y1, y2, _ = _at6(u0[full], u1[full], u2[full], u3[full], u4[full], u5[full])
+            row[4 * full] = y0 + bo
+            if rest > 1:
+                row[4 * full + 1] = y1 + bo
+            if rest > 2:
+                row[4 * full + 2] = y2 + bo
 
 
 SIXTH, TWELFTH, TWENTY_FOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0  # multiplies, not divisions
@@ -357,4 +364,4 @@ def _weight_transform_4(w, u, o0, o1):
 
 
 F2 = Variant(2, _input_transform, _output_transform, _weight_transform)
-F4 = Variant(4, _input_transform, _output_transform_4, _weight_transform_4)
+F4 = Variant(4, _input_transform, _output_transform, _weight_transform_4)
