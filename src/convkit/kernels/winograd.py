@@ -174,11 +174,10 @@ class _Call:
 
     def transform_input(self, v, n0, nt, tr0, tr1, c0, c1):
         self.f.input_transform(self.x, self.rows, self.cols, self.left, self.inner_lo,
-                               self.inner_hi, n0, nt, tr0, tr1, self.tw, c0, c1, self.f.m, v)
+                               self.inner_hi, n0, nt, tr0, tr1, self.tw, c0, c1, v)
 
     def transform_output(self, m, n0, nt, tr0, tr1, o0, o1):
-        self.f.output_transform(m, self.bias, n0, nt, tr0, tr1, self.tw, o0, o1, self.f.m,
-                                self.out)
+        self.f.output_transform(m, self.bias, n0, nt, tr0, tr1, self.tw, o0, o1, self.out)
 
 
 def _by_units(call, u, p, units, workers, flops):

@@ -57,103 +57,82 @@ def _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, first,
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1, m,
+def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1,
                      v):
-    """v[z, c, t] = (B^T d B)[z] for the (m + 2)^2 patch d of tile t = (sample, tile row,
-    tile col) of channel c, F(m x m) for m = 2 or 4; padded positions past the map's end
-    read as zero.  The padded rows of a tile row live in a ring of 2m (the two shared with
-    the previous tile row are kept)."""
-    span = m * tw + 2  # padded columns the tiles of one row read
+    """v[z, c, t] = (B^T d B)[z] for the 4x4 patch d of tile t = (sample, tile row, tile
+    col) of channel c; padded positions past the map's end read as zero."""
+    span = 2 * tw + 2  # padded columns the tiles of one row read
     n_rows = tr1 - tr0
     head, inner_end = min(inner_lo, span), min(inner_hi, span)
-    d = np.empty((2 * m, span), dtype=x.dtype)
-    t_ = np.empty((m + 2, span), dtype=x.dtype)
+    d = np.empty((4, span), dtype=x.dtype)
+    t_ = np.empty((4, span), dtype=x.dtype)
     for task in range(nt * (c1 - c0)):
         s = task // (c1 - c0)
         c = c0 + task - s * (c1 - c0)
         plane = x[n0 + s, c]
         for tr in range(tr0, tr1):
-            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, tr == tr0, d)
+            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 2, tr, tr == tr0, d)
+            first = (2 * tr) % 4
+            r0, r1, r2, r3 = d[first], d[first + 1], d[(first + 2) % 4], d[(first + 3) % 4]
+            for q in range(span):  # rows: B^T d
+                d0, d1, d2, d3 = r0[q], r1[q], r2[q], r3[q]
+                t_[0, q] = d0 - d2
+                t_[1, q] = d1 + d2
+                t_[2, q] = d2 - d1
+                t_[3, q] = d1 - d3
             base = (s * n_rows + tr - tr0) * tw
-            if m == 2:
-                _tile_row_2(d, 2 * tr, t_, v, c, base, tw)
-            else:
-                _tile_row_4(d, 4 * tr, t_, v, c, base, tw)
-
-
-@njit(inline="always", fastmath=True)
-def _tile_row_2(d, first, t_, v, c, base, tw):
-    """F(2x2): B^T d on the ring's rows first .. first + 3 (whole rows), then B on the columns
-    of each tile, into v[:, c, base:base + tw]."""
-    r0, r1, r2, r3 = d[first % 4], d[(first + 1) % 4], d[(first + 2) % 4], d[(first + 3) % 4]
-    for q in range(t_.shape[1]):  # rows: B^T d
-        d0, d1, d2, d3 = r0[q], r1[q], r2[q], r3[q]
-        t_[0, q] = d0 - d2
-        t_[1, q] = d1 + d2
-        t_[2, q] = d2 - d1
-        t_[3, q] = d1 - d3
-    for a in range(4):  # columns: (B^T d) B
-        ta = t_[a]
-        v0, v1, v2, v3 = v[4 * a, c], v[4 * a + 1, c], v[4 * a + 2, c], v[4 * a + 3, c]
-        for tc in range(tw):
-            e0, e1 = ta[2 * tc], ta[2 * tc + 1]
-            e2, e3 = ta[2 * tc + 2], ta[2 * tc + 3]
-            v0[base + tc] = e0 - e2
-            v1[base + tc] = e1 + e2
-            v2[base + tc] = e2 - e1
-            v3[base + tc] = e1 - e3
+            for a in range(4):  # columns: (B^T d) B
+                ta = t_[a]
+                v0, v1, v2, v3 = v[4 * a, c], v[4 * a + 1, c], v[4 * a + 2, c], v[4 * a + 3, c]
+                for tc in range(tw):
+                    e0, e1 = ta[2 * tc], ta[2 * tc + 1]
+                    e2, e3 = ta[2 * tc + 2], ta[2 * tc + 3]
+                    v0[base + tc] = e0 - e2
+                    v1[base + tc] = e1 + e2
+                    v2[base + tc] = e2 - e1
+                    v3[base + tc] = e1 - e3
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _output_transform(mt, bias, n0, nt, tr0, tr1, tw, o0, o1, m, out):
-    """out[n0 + s, o, m tr + i, m tc + j] = (A^T M A)[i, j] + bias[o] for F(m x m), m = 2
-    or 4, cropped to the output; ``mt`` holds M."""
+def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
+    """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output.
+    The even and odd output columns are computed as two contiguous rows and interleaved by
+    a plain copy (the interleaved arithmetic stayed scalar: 8% slower overall on ResNet's
+    64-channel 3x3 stage)."""
+    out_h, out_w = out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
-    u = np.empty((m, m + 2, tw), dtype=mt.dtype)  # A^T M: m rows of each tile's points
-    even = np.empty(tw, dtype=mt.dtype)
-    odd = np.empty(tw, dtype=mt.dtype)
+    full = out_w // 2  # tile columns with both output columns inside
+    u = np.empty((2, 4, tw), dtype=m.dtype)
+    even = np.empty(tw, dtype=m.dtype)
+    odd = np.empty(tw, dtype=m.dtype)
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
+        bo = bias[o]
         for tr in range(tr0, tr1):
             base = (s * n_rows + tr - tr0) * tw
-            if m == 2:
-                _out_tile_row_2(mt, o, base, bias[o], u, even, odd, out[n0 + s, o], tr)
-            else:
-                _out_tile_row_4(mt, o, base, bias[o], u, out[n0 + s, o], tr)
-
-
-@njit(inline="always", fastmath=True)
-def _out_tile_row_2(mt, o, base, bo, u, even, odd, plane, tr):
-    """F(2x2): A^T M on whole rows, then A on each tile's columns, into rows 2 tr and
-    2 tr + 1 of ``plane``.  The even and odd output columns are computed as two contiguous
-    rows and interleaved by a plain copy (the interleaved arithmetic stayed scalar: 8%
-    slower overall on ResNet's 64-channel 3x3 stage)."""
-    tw = u.shape[2]
-    out_h, out_w = plane.shape
-    full = out_w // 2  # tile columns with both output columns inside
-    for b_ in range(4):  # rows: A^T M
-        m0 = mt[b_, o, base:base + tw]
-        m1 = mt[4 + b_, o, base:base + tw]
-        m2 = mt[8 + b_, o, base:base + tw]
-        m3 = mt[12 + b_, o, base:base + tw]
-        for tc in range(tw):
-            u[0, b_, tc] = m0[tc] + m1[tc] + m2[tc]
-            u[1, b_, tc] = m1[tc] - m2[tc] - m3[tc]
-    for i in range(2):  # columns: (A^T M) A
-        oh = 2 * tr + i
-        if oh >= out_h:
-            break
-        row = plane[oh]
-        u0, u1, u2, u3 = u[i, 0], u[i, 1], u[i, 2], u[i, 3]
-        for tc in range(tw):
-            even[tc] = u0[tc] + u1[tc] + u2[tc] + bo
-            odd[tc] = u1[tc] - u2[tc] - u3[tc] + bo
-        for tc in range(full):
-            row[2 * tc] = even[tc]
-            row[2 * tc + 1] = odd[tc]
-        if full < tw:
-            row[2 * full] = even[full]
+            for b_ in range(4):  # rows: A^T M
+                m0 = m[b_, o, base:base + tw]
+                m1 = m[4 + b_, o, base:base + tw]
+                m2 = m[8 + b_, o, base:base + tw]
+                m3 = m[12 + b_, o, base:base + tw]
+                for tc in range(tw):
+                    u[0, b_, tc] = m0[tc] + m1[tc] + m2[tc]
+                    u[1, b_, tc] = m1[tc] - m2[tc] - m3[tc]
+            for i in range(2):  # columns: (A^T M) A
+                oh = 2 * tr + i
+                if oh >= out_h:
+                    break
+                row = out[n0 + s, o, oh]
+                u0, u1, u2, u3 = u[i, 0], u[i, 1], u[i, 2], u[i, 3]
+                for tc in range(tw):
+                    even[tc] = u0[tc] + u1[tc] + u2[tc] + bo
+                    odd[tc] = u1[tc] - u2[tc] - u3[tc] + bo
+                for tc in range(full):
+                    row[2 * tc] = even[tc]
+                    row[2 * tc + 1] = odd[tc]
+                if full < tw:
+                    row[2 * full] = even[full]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -256,23 +235,39 @@ def weight_gradient_transform(du, grad):
 #         [0  4  0 -5  0  1]        [  0     0     1  ]
 # Tiles step by 4 and 6x6 patches overlap by 2; point z = 6 a + b is (row a, column b).
 
-@njit(inline="always", fastmath=True)
-def _tile_row_4(d, first, t_, v, c, base, tw):
-    """F(4x4): B^T d on the ring's rows first .. first + 5, then B on each tile's columns."""
-    r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
-    r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
-    for q in range(t_.shape[1]):  # rows: B^T d
-        t_[0, q], t_[1, q], t_[2, q], t_[3, q], t_[4, q], t_[5, q] = _bt6(
-            r0[q], r1[q], r2[q], r3[q], r4[q], r5[q])
-    for a in range(6):  # columns: (B^T d) B
-        ta = t_[a]
-        v0, v1, v2 = v[6 * a, c], v[6 * a + 1, c], v[6 * a + 2, c]
-        v3, v4, v5 = v[6 * a + 3, c], v[6 * a + 4, c], v[6 * a + 5, c]
-        for tc in range(tw):
-            q = 4 * tc
-            k = base + tc
-            v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt6(
-                ta[q], ta[q + 1], ta[q + 2], ta[q + 3], ta[q + 4], ta[q + 5])
+@njit(nogil=True, fastmath=True, cache=True)
+def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0,
+                       c1, v):
+    """v[z, c, t] = (B^T d B)[z] for the 6x6 patch d of tile t (F(4x4)); as
+    :func:`_input_transform`, the padded rows in a ring of 8 (two shared between tile
+    rows)."""
+    span = 4 * tw + 2
+    n_rows = tr1 - tr0
+    head, inner_end = min(inner_lo, span), min(inner_hi, span)
+    d = np.empty((8, span), dtype=x.dtype)
+    t_ = np.empty((6, span), dtype=x.dtype)
+    for task in range(nt * (c1 - c0)):
+        s = task // (c1 - c0)
+        c = c0 + task - s * (c1 - c0)
+        plane = x[n0 + s, c]
+        for tr in range(tr0, tr1):
+            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 4, tr, tr == tr0, d)
+            first = 4 * tr
+            r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
+            r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
+            for q in range(span):  # rows: B^T d
+                t_[0, q], t_[1, q], t_[2, q], t_[3, q], t_[4, q], t_[5, q] = _bt6(
+                    r0[q], r1[q], r2[q], r3[q], r4[q], r5[q])
+            base = (s * n_rows + tr - tr0) * tw
+            for a in range(6):  # columns: (B^T d) B
+                ta = t_[a]
+                v0, v1, v2 = v[6 * a, c], v[6 * a + 1, c], v[6 * a + 2, c]
+                v3, v4, v5 = v[6 * a + 3, c], v[6 * a + 4, c], v[6 * a + 5, c]
+                for tc in range(tw):
+                    q = 4 * tc
+                    k = base + tc
+                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt6(
+                        ta[q], ta[q + 1], ta[q + 2], ta[q + 3], ta[q + 4], ta[q + 5])
 
 
 @njit(inline="always", fastmath=True)
@@ -289,40 +284,43 @@ def _at6(m0, m1, m2, m3, m4, m5):
             m1 - m2 + 8.0 * (m3 - m4) + m5)
 
 
-@njit(inline="always", fastmath=True)
-def _out_tile_row_4(mt, o, base, bo, u, plane, tr):
-    """F(4x4): A^T M, then A on each tile's columns, into rows 4 tr .. 4 tr + 3 of ``plane``
-    (cropped)."""
-    tw = u.shape[2]
-    out_h, out_w = plane.shape
+@njit(nogil=True, fastmath=True, cache=True)
+def _output_transform_4(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
+    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4))."""
+    out_h, out_w = out.shape[2], out.shape[3]
+    n_rows = tr1 - tr0
     full = out_w // 4  # tile columns with all four output columns inside
     rest = out_w - 4 * full
-    for b_ in range(6):  # rows: A^T M
-        m0, m1, m2 = mt[b_, o], mt[6 + b_, o], mt[12 + b_, o]
-        m3, m4, m5 = mt[18 + b_, o], mt[24 + b_, o], mt[30 + b_, o]
-        for tc in range(tw):
-            k = base + tc
-            u[0, b_, tc], u[1, b_, tc], u[2, b_, tc], u[3, b_, tc] = _at6(
-                m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
-    for i in range(4):  # columns: (A^T M) A
-        oh = 4 * tr + i
-        if oh >= out_h:
-            break
-        row = plane[oh]
-        u0, u1, u2, u3, u4, u5 = u[i, 0], u[i, 1], u[i, 2], u[i, 3], u[i, 4], u[i, 5]
-        for tc in range(full):
-            y0, y1, y2, y3 = _at6(u0[tc], u1[tc], u2[tc], u3[tc], u4[tc], u5[tc])
-            row[4 * tc] = y0 + bo
-            row[4 * tc + 1] = y1 + bo
-            row[4 * tc + 2] = y2 + bo
-            row[4 * tc + 3] = y3 + bo
-        if rest:  # 1 to 3 columns of the last tile
-            y0, y1, y2, _ = _at6(u0[full], u1[full], u2[full], u3[full], u4[full], u5[full])
-            row[4 * full] = y0 + bo
-            if rest > 1:
-                row[4 * full + 1] = y1 + bo
-            if rest > 2:
-                row[4 * full + 2] = y2 + bo
+    u = np.empty((4, 6, tw), dtype=m.dtype)
+    for task in range(nt * (o1 - o0)):
+        s = task // (o1 - o0)
+        o = o0 + task - s * (o1 - o0)
+        bo = bias[o]
+        for tr in range(tr0, tr1):
+            base = (s * n_rows + tr - tr0) * tw
+            for b_ in range(6):  # rows: A^T M
+                m0, m1, m2 = m[b_, o], m[6 + b_, o], m[12 + b_, o]
+                m3, m4, m5 = m[18 + b_, o], m[24 + b_, o], m[30 + b_, o]
+                for tc in range(tw):
+                    k = base + tc
+                    u[0, b_, tc], u[1, b_, tc], u[2, b_, tc], u[3, b_, tc] = _at6(
+                        m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
+            for i in range(4):  # columns: (A^T M) A
+                oh = 4 * tr + i
+                if oh >= out_h:
+                    break
+                row = out[n0 + s, o, oh]
+                u0, u1, u2, u3, u4, u5 = u[i, 0], u[i, 1], u[i, 2], u[i, 3], u[i, 4], u[i, 5]
+                for tc in range(full):
+                    y0, y1, y2, y3 = _at6(u0[tc], u1[tc], u2[tc], u3[tc], u4[tc], u5[tc])
+                    row[4 * tc] = y0 + bo
+                    row[4 * tc + 1] = y1 + bo
+                    row[4 * tc + 2] = y2 + bo
+                    row[4 * tc + 3] = y3 + bo
+                if rest:
+                    y = _at6(u0[full], u1[full], u2[full], u3[full], u4[full], u5[full])
+                    for j in range(rest):
+                        row[4 * full + j] = y[j] + bo
 
 
 SIXTH, TWELFTH, TWENTY_FOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0  # multiplies, not divisions
@@ -364,4 +362,4 @@ def _weight_transform_4(w, u, o0, o1):
 
 
 F2 = Variant(2, _input_transform, _output_transform, _weight_transform)
-F4 = Variant(4, _input_transform, _output_transform, _weight_transform_4)
+F4 = Variant(4, _input_transform_4, _output_transform_4, _weight_transform_4)
