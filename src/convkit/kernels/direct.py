@@ -78,14 +78,20 @@ def run(x, w, b, p):
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     kind = path(p)
     if kind == "stride2":
-        blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
+        blocks = parallel_blocks(p.n * spec.groups)
         _stride2(p.kh, p.kw, dh, dw)(x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
     elif kind == "specialised":
-        blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
+        blocks = parallel_blocks(p.n * spec.groups)
         _specialised(*_geometry(p))(x, w, bias, out, rows, cols, left, spec.groups, blocks)
     else:
         _any_geometry(x, w, bias, out, rows, cols, sh, sw, dh, dw, spec.groups)
     return out
+
+
+def parallel_blocks(tasks: int) -> int:
+    """Blocks of (sample, group) tasks for a ``prange``: each block allocates its scratch
+    once; several per thread so a core the OS takes away delays only a few."""
+    return min(tasks, 8 * numba.get_num_threads())
 
 
 @lru_cache(maxsize=None)

@@ -69,11 +69,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from .direct import SPECIALISED, _geometry
+from .direct import SPECIALISED, _geometry, parallel_blocks
 
 TILE = 1024  # flat positions per tile
 SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
@@ -120,7 +119,7 @@ def run(x, w, b, p):
     dh, dw = spec.dilation
     cu = channel_unroll(p.kh, p.kw, p.group_in)
     unpadded = spec.pads == ((0, 0), (0, 0))
-    n_blocks = min(p.n * spec.groups, 8 * numba.get_num_threads())
+    n_blocks = parallel_blocks(p.n * spec.groups)
     _kernel(p.kh, p.kw, dh, dw, cu)(x, pack_weights(w, spec.groups, cu), bias, out, rows,
                                     cols, left, unpadded, n_blocks)
     return out
