@@ -119,26 +119,63 @@ def variant(p) -> Variant:
 
 def run(x, w, b, p):
     f = variant(p)
-    points, item = f.points, p.dtype.itemsize
-    th, tw = -(-p.out_h // f.m), -(-p.out_w // f.m)
+    plan = _Plan.of(p, f.m)
     call = _Call.of(p, f, x, np.zeros(p.c_out, p.dtype) if b is None else b,
                     np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype))
-    u = np.empty((points, spread_rows(p.c_out, p.c_in * item, points), p.c_in), dtype=p.dtype)
-
-    product_flops = 2 * points * p.n * th * tw * p.c_in * p.c_out
-    # small problems: the calling thread alone (a hand-off costs more than it saves)
-    flops = product_flops if product_flops >= SERIAL_FLOPS else 0.0
-    workers = numba.get_num_threads() if flops else 1
-    units = work_units(p.n, th, points * (p.c_in + p.c_out) * tw * item, workers, TILE_BYTES)
-    weights = [("weights", p.c_out * i // workers, p.c_out * (i + 1) // workers)
-               for i in range(workers)]
-    batch_bytes = points * (p.c_in + p.c_out) * p.n * th * tw * item
-    if by_point(batch_bytes, len(units), u[:, :p.c_out].nbytes):
-        _by_point(call, w, u, p, th, weights, workers, flops)
+    u = np.empty((f.points, spread_rows(p.c_out, p.c_in * p.dtype.itemsize, f.points), p.c_in),
+                 dtype=p.dtype)
+    weights = _slices(p.c_out, plan.workers)
+    if plan.by_point:
+        _by_point(call, w, u, p, plan, weights)
     else:
-        blas.parallel(lambda task: f.weight_transform(w, u, *task[1:]), weights, flops)
-        _by_units(call, u, p, units, workers, flops)
+        blas.parallel(lambda lo_hi: f.weight_transform(w, u, *lo_hi), weights, plan.flops)
+        _by_units(call, u, p, plan)
     return call.out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one call's work is cut: tile rows and columns, the workers, the units (samples or
+    tile rows) and whether to run by point instead (shared by the forward and the weight
+    gradient, whose products have the same size)."""
+
+    th: int
+    tw: int
+    flops: float  # 0.0 for a small problem: the calling thread alone
+    workers: int
+    units: list
+    by_point: bool
+
+    @classmethod
+    def of(cls, p, m) -> "_Plan":
+        points, item = (m + 2) ** 2, p.dtype.itemsize
+        th, tw = -(-p.out_h // m), -(-p.out_w // m)
+        product_flops = 2 * points * p.n * th * tw * p.c_in * p.c_out
+        # small problems: the calling thread alone (a hand-off costs more than it saves)
+        flops = product_flops if product_flops >= SERIAL_FLOPS else 0.0
+        workers = numba.get_num_threads() if flops else 1
+        units = work_units(p.n, th, points * (p.c_in + p.c_out) * tw * item, workers,
+                           TILE_BYTES)
+        batch_bytes = points * (p.c_in + p.c_out) * p.n * th * tw * item
+        return cls(th, tw, flops, workers, units,
+                   by_point(batch_bytes, len(units), points * p.c_out * p.c_in * item))
+
+    @property
+    def pieces(self) -> int:
+        """Channel slices of a by-point transform stage."""
+        return UNITS_PER_WORKER * self.workers
+
+    def batch_planes(self, p, points):
+        """(V, M) for every tile of the batch, ``(points, rows, tiles)``, planes spread over
+        the cache sets."""
+        tiles, item = p.n * self.th * self.tw, p.dtype.itemsize
+        return tuple(np.empty((points, spread_rows(rows, tiles * item, points), tiles), p.dtype)
+                     for rows in (p.c_in, p.c_out))
+
+
+def _slices(count, pieces):
+    """``pieces`` (lo, hi) ranges covering ``range(count)`` in balanced parts."""
+    return [(count * i // pieces, count * (i + 1) // pieces) for i in range(pieces)]
 
 
 def by_point(batch_bytes, units, u_bytes) -> bool:
@@ -180,10 +217,10 @@ class _Call:
         self.f.output_transform(m, self.bias, n0, nt, tr0, tr1, self.tw, o0, o1, self.out)
 
 
-def _by_units(call, u, p, units, workers, flops):
+def _by_units(call, u, p, plan):
     """Each worker takes a unit (samples or tile rows) and runs all three stages on it in
     its own cache-sized V and M."""
-    buffers = _UnitBuffers(p, call.f.points, call.tw, units, workers)
+    buffers = _UnitBuffers(p, call.f.points, call.tw, plan.units, plan.workers)
 
     def unit(task):
         n0, nt, tr0, tr1 = task
@@ -193,7 +230,7 @@ def _by_units(call, u, p, units, workers, flops):
                 np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out])
             call.transform_output(m, n0, nt, tr0, tr1, 0, p.c_out)
 
-    blas.parallel(unit, units, flops)  # workers take units as they free up
+    blas.parallel(unit, plan.units, plan.flops)  # workers take units as they free up
 
 
 class _UnitBuffers:
@@ -226,30 +263,24 @@ class _UnitBuffers:
             self.free.put(pair)
 
 
-def _by_point(call, w, u, p, th, weights, workers, flops):
+def _by_point(call, w, u, p, plan, weights):
     """Stage by stage over the whole batch: the transforms in channel slices, then one
     product per point with every tile of the batch.  Each of U, V and M then passes
     through memory once, where units would read all of U once per unit."""
-    points, item = call.f.points, p.dtype.itemsize
-    tiles = p.n * th * call.tw
-    v = np.empty((points, spread_rows(p.c_in, tiles * item, points), tiles), p.dtype)
-    m = np.empty((points, spread_rows(p.c_out, tiles * item, points), tiles), p.dtype)
-    pieces = UNITS_PER_WORKER * workers
-    inputs = [("input", p.c_in * i // pieces, p.c_in * (i + 1) // pieces)
-              for i in range(pieces)]
+    v, m = plan.batch_planes(p, call.f.points)
 
     def transform(task):
         kind, lo, hi = task
         if kind == "weights":
             call.f.weight_transform(w, u, lo, hi)
         else:
-            call.transform_input(v, 0, p.n, 0, th, lo, hi)
-    blas.parallel(transform, weights + inputs, flops)
+            call.transform_input(v, 0, p.n, 0, plan.th, lo, hi)
+    blas.parallel(transform, [("weights", *lo_hi) for lo_hi in weights]
+                  + [("input", *lo_hi) for lo_hi in _slices(p.c_in, plan.pieces)], plan.flops)
     blas.parallel(lambda z: np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out]),
-                  range(points), flops)
-    blas.parallel(lambda i: call.transform_output(m, 0, p.n, 0, th, p.c_out * i // pieces,
-                                                  p.c_out * (i + 1) // pieces),
-                  range(pieces), flops)
+                  range(call.f.points), plan.flops)
+    blas.parallel(lambda lo_hi: call.transform_output(m, 0, p.n, 0, plan.th, *lo_hi),
+                  _slices(p.c_out, plan.pieces), plan.flops)
 
 
 def weight_gradient(grad_out, x, p):
@@ -264,36 +295,26 @@ def weight_gradient(grad_out, x, p):
     as the forward: by point over the whole batch for deep layers on small planes, else
     by units, each worker summing its units' products into its own ``dU`` (the workers'
     sums added in a fixed order: the same bits every run)."""
-    f = F2
-    points, item = f.points, p.dtype.itemsize
-    th, tw = -(-p.out_h // 2), -(-p.out_w // 2)
-    call = _Call.of(p, f, x)
-    product_flops = 2 * points * p.n * th * tw * p.c_in * p.c_out
-    flops = product_flops if product_flops >= SERIAL_FLOPS else 0.0
-    workers = numba.get_num_threads() if flops else 1
-    units = work_units(p.n, th, points * (p.c_in + p.c_out) * tw * item, workers, TILE_BYTES)
-    batch_bytes = points * (p.c_in + p.c_out) * p.n * th * tw * item
-    if by_point(batch_bytes, len(units), points * p.c_out * p.c_in * item):
-        tiles = p.n * th * tw
-        v = np.empty((points, spread_rows(p.c_in, tiles * item, points), tiles), p.dtype)
-        d = np.empty((points, spread_rows(p.c_out, tiles * item, points), tiles), p.dtype)
-        pieces = UNITS_PER_WORKER * workers
+    points, plan = F2.points, _Plan.of(p, 2)
+    call, th, tw = _Call.of(p, F2, x), plan.th, plan.tw
+    if plan.by_point:
+        v, d = plan.batch_planes(p, points)
 
         def transform(task):
-            kind, i = task
+            kind, lo, hi = task
             if kind == "input":
-                call.transform_input(v, 0, p.n, 0, th, p.c_in * i // pieces,
-                                     p.c_in * (i + 1) // pieces)
+                call.transform_input(v, 0, p.n, 0, th, lo, hi)
             else:
-                grad_output_transform(grad_out, 0, p.n, 0, th, tw, p.c_out * i // pieces,
-                                       p.c_out * (i + 1) // pieces, d)
-        blas.parallel(transform, [(kind, i) for kind in ("input", "grad") for i in range(pieces)],
-                      flops)
+                grad_output_transform(grad_out, 0, p.n, 0, th, tw, lo, hi, d)
+        blas.parallel(transform, [("input", *lo_hi) for lo_hi in _slices(p.c_in, plan.pieces)]
+                      + [("grad", *lo_hi) for lo_hi in _slices(p.c_out, plan.pieces)],
+                      plan.flops)
         du = np.empty((points, p.c_out, p.c_in), p.dtype)
         blas.parallel(lambda z: np.matmul(d[z, :p.c_out], v[z, :p.c_in].T, out=du[z]),
-                      range(points), flops)
+                      range(points), plan.flops)
     else:
-        buffers = _UnitBuffers(p, points, tw, units, workers)
+        units = plan.units
+        buffers = _UnitBuffers(p, points, tw, units, plan.workers)
 
         def add(i, acc):
             n0, nt, tr0, tr1 = units[i]
@@ -304,7 +325,7 @@ def weight_gradient(grad_out, x, p):
                 for z in range(points):
                     np.matmul(d[z, :p.c_out], v[z, :p.c_in].T, out=product)
                     acc[z] += product
-        du = blas.accumulate(add, len(units), (points, p.c_out, p.c_in), p.dtype, flops)
+        du = blas.accumulate(add, len(units), (points, p.c_out, p.c_in), p.dtype, plan.flops)
     grad = np.empty((p.c_out, p.c_in, 3, 3), p.dtype)
     weight_gradient_transform(du, grad)
     return grad
