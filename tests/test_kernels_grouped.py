@@ -81,6 +81,47 @@ def test_pack_weights_pads_output_channels_with_zeros():
                                         w[11, 1, 0, 0], 0, 0, 0, 0]
 
 
+@settings(deadline=None, max_examples=30)
+@given(cg=st.integers(2, 20), og=st.integers(4, 9), k=st.sampled_from([1, 3]),
+       d=st.integers(1, 2), left=st.integers(0, 4), top=st.integers(0, 3), h=st.integers(1, 9),
+       width=st.integers(1, 32), n=st.integers(1, 2), dtype=st.sampled_from(DTYPES))
+def test_masked_layout_against_reference(cg, og, k, d, left, top, h, width, n, dtype):
+    """Zero padding that keeps the width: planes at the input's pitch, one copy per tap
+    column with the wrapped-onto columns zeroed (any split of the padding between left and
+    right, wider than the plane included), output stored in place."""
+    if k == 1:
+        d, top = 1, max(top, 1)  # 1x1: some row padding, or it reads in place
+    left = min(left, (k - 1) * d)
+    bottom = max(0, (k - 1) * d + 1 - h - top)  # at least one output row
+    kh = kw = k
+    padding = ((top, bottom), (left, (k - 1) * d - left))
+    rng = np.random.default_rng(cg + 7 * og + width)
+    x = rng.standard_normal((n, 2 * cg, h, width)).astype(dtype)
+    w = rng.standard_normal((2 * og, cg, kh, kw)).astype(dtype)
+    b = rng.standard_normal(2 * og).astype(dtype)
+    conv = dict(padding=padding, dilation=d, groups=2)
+    problem = problem_of(x.shape, w.shape, dtype, **conv)
+    assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "masked"
+    out = kernels.run(x, w, b, problem)
+    assert out.shape == (n, 2 * og, problem.out_h, width)
+    assert_close(out, conv2d_reference(x, w, b, problem.spec), dtype)
+
+
+@pytest.mark.parametrize("hw,k,conv,expected", [
+    ((14, 14), 3, dict(padding=1), "masked"),  # ResNeXt's deep stage
+    ((7, 32), 3, dict(padding=((1, 1), (0, 2))), "masked"),  # all the padding on the right
+    ((14, 14), 3, dict(padding=2, dilation=2), "masked"),
+    ((56, 56), 3, dict(padding=1), "padded"),  # wider than MASKED_MAX_WIDTH
+    ((14, 14), 5, dict(padding=2), "padded"),  # five copies: not vectorised
+    ((14, 14), 3, dict(padding=1, padding_mode="reflect"), "padded"),
+    ((14, 14), 3, dict(padding=(1, 0)), "padded"),  # the width shrinks
+    ((14, 14), 1, dict(), "unpadded"),
+])
+def test_grouped_layout(hw, k, conv, expected):
+    problem = problem_of((1, 32, *hw), (32, 16, k, k), groups=2, **conv)
+    assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == expected
+
+
 @pytest.mark.parametrize("shape,expected", [
     ((8, 512, 14, 14, 512, 3, 32, 1), "grouped"),  # ResNeXt deep stage
     ((8, 240, 28, 28, 240, 1, 8, 1), "grouped"),  # ShuffleNet grouped 1x1

@@ -17,13 +17,26 @@ group of one sample:
 2. it computes each output plane over the *padded* width as one flat vector (every
    tap is then a constant offset into the flattened plane, so even a 14x14 plane is
    one long vectorised loop; the few columns past ``W_out`` are dropped when the
-   plane is copied out), **four output channels at once**: one load of an input
+   plane is copied out), **four output channels at once** (the ``masked`` layout
+   below drops those columns and the copy-out on small "same" planes): one load of an input
    vector feeds four multiply-adds, and ``CU`` input channels x all taps are summed
    in registers before the four accumulator rows are stored again -- for a 3x3 kernel
    36 multiply-adds per 13 loads and 4 stores, instead of 9 per 10 loads and 1 store.
 3. the flat vector is walked in tiles of ``TILE`` positions, so a tile of the group's
    input planes and the four accumulator rows stay in L1/L2 while every output-channel
    block passes over them.
+
+The ``masked`` layout (:func:`layout`), for zero padding that keeps the width (``W_out ==
+W``: ResNeXt's 3x3 with padding 1) on planes up to ``MASKED_MAX_WIDTH`` wide: the planes
+keep the input's own pitch, so the wide plane *is* the output plane (stored straight into
+it, no junk columns to compute, no copy-out).  A tap of column offset ``dj`` then reads
+past a row's end into the next (or previous) row; each input plane is therefore copied
+once per tap column, with the ``|dj|`` columns a wrapped read lands on zeroed: what it
+reads there is exactly the zero padding.  The copies are flat, whole-plane loops (rows of
+14 left the padded copy's loops mostly scalar).  ResNeXt's deep stage (14x14, one
+thread): -7 to -15%, its 7x7 stage -30%; 56x56 planes were 5% slower (2 junk columns in
+58 and long rows cost little), and 5x5 kernels 3x slower (five copies read from five
+rows: not vectorised), hence the limits.
 
 Tap geometry ``(kH, kW, dilation_h, dilation_w)`` and the channel unroll ``CU`` are
 frozen as constants (a closure over ints only: a captured jitted function would change
@@ -72,10 +85,12 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange, uint64
 
+from ..spec import PaddingMode
 from .direct import SPECIALISED, _geometry, parallel_blocks
 
 TILE = 1024  # flat positions per tile
 SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
+MASKED_MAX_WIDTH = 32  # the masked layout on planes up to this wide (measured: 14, 28 gain)
 
 
 def supports(problem) -> bool:
@@ -110,46 +125,76 @@ def pack_weights(w, groups, cu):
     return np.ascontiguousarray(packed).reshape(groups, blocks, cg // cu, 4 * cu * kh * kw)
 
 
+def layout(p) -> str:
+    """How the kernel lays out a group's input planes for ``p``: ``unpadded`` (no padding:
+    read in place from the caller's array), ``masked`` (zero padding keeping the width, on
+    planes up to ``MASKED_MAX_WIDTH`` wide, kernels up to 3 wide: one copy per tap column at
+    the input's pitch, see the module docstring) or ``padded`` (through the index maps)."""
+    spec = p.spec
+    if spec.pads == ((0, 0), (0, 0)):
+        return "unpadded"
+    if (spec.padding_mode is PaddingMode.ZEROS and p.out_w == p.w and p.kw <= 3
+            and p.w <= MASKED_MAX_WIDTH):
+        return "masked"
+    return "padded"
+
+
 def run(x, w, b, p):
     spec = p.spec
     rows, cols = p.index_maps()
-    left = spec.pads[1][0]
+    (top, _), (left, _) = spec.pads
     out = np.empty((p.n, p.c_out, p.out_h, p.out_w), dtype=p.dtype)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     dh, dw = spec.dilation
     cu = channel_unroll(p.kh, p.kw, p.group_in)
-    unpadded = spec.pads == ((0, 0), (0, 0))
+    kind = layout(p)
     n_blocks = parallel_blocks(p.n * spec.groups)
-    _kernel(p.kh, p.kw, dh, dw, cu)(x, pack_weights(w, spec.groups, cu), bias, out, rows,
-                                    cols, left, unpadded, n_blocks)
+    _kernel(p.kh, p.kw, dh, dw, cu, kind == "masked")(
+        x, pack_weights(w, spec.groups, cu), bias, out, rows, cols, top, left,
+        kind == "unpadded", n_blocks)
     return out
 
 
 @lru_cache(maxsize=None)
-def _kernel(KH, KW, DH, DW, CU):
-    """The kernel for one tap geometry and channel unroll, frozen as constants."""
+def _kernel(KH, KW, DH, DW, CU, MASKED):
+    """The kernel for one tap geometry, channel unroll and layout (``MASKED`` or not),
+    frozen as constants.  The layout too: read through a run-time plane index, a 5x5
+    kernel's 25 taps were no longer vectorised (4x slower) even when every tap read the
+    same plane."""
     TAPS = KH * KW
+    COPIES = KW if MASKED else 1  # of each input plane: one per tap column when masked
+    BY_COLUMN = 1 if MASKED else 0
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def grouped_kernel(x, wp, b, out, rows, cols, left, unpadded, n_blocks):
+    def grouped_kernel(x, wp, b, out, rows, cols, top, left, unpadded, n_blocks):
         n, c_out, out_h, out_w = out.shape
         groups, blocks, cblocks = wp.shape[:3]
         cg, og = cblocks * CU, c_out // groups
-        width = cols.size
+        h, xw = x.shape[2:]
+        width = xw if MASKED else cols.size  # the planes' pitch
         size = out_h * width  # the wide output plane
-        span = size - (KW - 1) * DW  # positions whose taps all fall inside the padded plane
+        # positions whose taps all fall inside the padded plane (masked: every position)
+        span = size if MASKED else size - (KW - 1) * DW
+        # masked: padded pixel (r, c) at left + r * width + c, so no read is negative
+        plane = rows.size * width + SLACK + (left + (KW - 1) * DW if MASKED else 0)
         uwidth = uint64(width)
         direct_out = width == out_w  # the wide plane is the output plane
         tasks = n * groups
         for block in prange(n_blocks):  # scratch allocated once per block, not per task
             acc = np.empty((4, TILE), dtype=out.dtype)  # a constant shape: LLVM sees the row stride
             wide = np.empty((og, 0 if direct_out else size), dtype=out.dtype)
-            scratch = np.zeros((0 if unpadded else cg, rows.size * width + SLACK), out.dtype)
+            scratch = np.zeros((0 if unpadded else cg * COPIES, plane), out.dtype)
             for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
                 ni, g = task // groups, task % groups
                 if unpadded:
                     planes = x[ni, g * cg:(g + 1) * cg].reshape(cg, -1)
                     end = span  # no slack past the caller's planes
+                elif MASKED:
+                    planes = scratch  # zero from the start; only the input rows are written
+                    for ci in range(cg):
+                        mask_copies(x[ni, g * cg + ci].reshape(-1), h, xw, top, left, DW,
+                                    planes, ci * KW, KW)
+                    end = size
                 else:
                     planes = scratch  # its slack is zero from the start, never written
                     for ci in range(cg):
@@ -174,7 +219,8 @@ def _kernel(KH, KW, DH, DW, CU):
                                 for u in range(CU):
                                     for i in range(KH):
                                         for j in range(KW):
-                                            v = planes[c0 + uint64(u), base + ut
+                                            v = planes[(c0 + uint64(u)) * uint64(COPIES)
+                                                       + uint64(j * BY_COLUMN), base + ut
                                                        + uint64(i * DH) * uwidth + uint64(j * DW)]
                                             tap = u * TAPS + i * KW + j
                                             s0 += wt[tap] * v
@@ -197,6 +243,25 @@ def _kernel(KH, KW, DH, DW, CU):
                                 dst[d + uint64(ow)] = src[w0 + uint64(ow)]
 
     return grouped_kernel
+
+
+@njit(inline="always")
+def mask_copies(plane, h, width, top, left, dw, dst, first, kw):
+    """The masked layout's copies of one flat input plane (``h`` rows of ``width``):
+    ``dst[first + j]`` for tap column ``j`` holds input pixel ``(r, c)`` at ``left + (top + r)
+    * width + c``, except the columns a read at column offset ``dj = j * dw - left`` wraps
+    onto (the last ``-dj``, or the first ``dj``), which are zero like everything outside
+    the input rows (never written: ``dst`` starts zeroed)."""
+    o, count = uint64(left + top * width), uint64(h * width)
+    for j in range(kw):
+        row = dst[first + j]
+        for k in range(count):  # the whole plane in one flat loop
+            row[o + uint64(k)] = plane[uint64(k)]
+        dj = j * dw - left
+        c0, c1 = (max(0, width + dj), width) if dj < 0 else (0, min(width, dj))
+        for r in range(h):
+            for c in range(c0, c1):
+                row[left + (top + r) * width + c] = 0
 
 
 @njit(inline="always")
