@@ -76,7 +76,9 @@ def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
 #   grouped     grouped, 2-32 input and >= 4 output channels per group, stride 1 (ResNeXt,
 #               ShuffleNet's grouped 1x1): too small for BLAS, so a direct loop over flat
-#               padded planes, register-blocked over 4 output channels
+#               padded planes, register-blocked over 4 output channels (grouped.layout:
+#               small zero-padded "same" planes keep the input's pitch, one masked copy
+#               per tap column, and are stored straight into the output)
 #   direct      the other grouped with C_in/groups <= 4: depthwise (any depth multiplier),
 #               strided or with few outputs per group: memory-bound, so one pass over
 #               each input plane, borders read in place (stride 2 on an even width: planes

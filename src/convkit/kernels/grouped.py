@@ -53,11 +53,13 @@ longer fully unrolled, so nothing is vectorised) -- hence ``channel_unroll``.  B
 2, 3, 5 or 6 output channels, partial sums per tap row and other tile sizes measured
 no better than 4 on the ResNeXt deep stage.
 
-Where the time goes on that stage (8x512x14x14, 16 channels per group, one thread, CPU
-time): ~4.0 ms, of which the multiply-adds ~2.7 (8.3 M 16-lane FMAs, 12.5% of them on
-the two padded columns of each row: about the rate OpenBLAS's sgemm reaches here,
-~2.7 G vector FMAs/s), the padded copy ~0.75, the copy-out ~0.37, the rest ~0.2.  Also
-tried on that stage, none kept (all exact or within F(2x2)'s error, all slower or even):
+Where the time went on that stage (8x512x14x14, 16 channels per group, one thread, CPU
+time) in the padded layout: ~4.0 ms, of which the multiply-adds ~2.7 (8.3 M 16-lane FMAs,
+12.5% of them on the two padded columns of each row: about the rate OpenBLAS's sgemm
+reaches here, ~2.7 G vector FMAs/s), the padded copy ~0.75, the copy-out ~0.37, the rest
+~0.2.  The masked layout (above) removes the padded columns' FMAs and the copy-out and
+makes the copy three flat loops.  Also tried on that stage, none kept (all exact or
+within F(2x2)'s error, all slower or even):
 
 * vectorised over the 16 *output* channels (weights as (ci, tap, co) vectors, input
   values broadcast, 7 or 8 output pixels per register block, no padded-column waste):
