@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings as hsettings, strategies as st
 
 import convkit
 from oracle import assert_close, torch_conv2d_grads
@@ -23,6 +23,33 @@ def test_conv2d_backward_matches_torch_autograd(cfg):
     for got, want in zip(grads, expected):
         assert got.dtype == cfg["dtype"]
         assert_close(got, want, tol=tol)
+
+
+@hsettings(deadline=None, max_examples=25)
+@given(cg=st.integers(1, 4), og=st.integers(1, 3), k=st.sampled_from([(3, 3), (5, 5), (1, 3),
+       (3, 1)]), d=st.integers(1, 2), left=st.integers(0, 8), top=st.integers(0, 2),
+       h=st.integers(1, 8), width=st.integers(1, 12), n=st.integers(1, 3),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_weight_gradient_in_place_when_the_width_is_kept(cg, og, k, d, left, top, h, width, n,
+                                                         dtype):
+    """Small groups at stride 1, zero padding with W_out == W (depthwise 'same'): the output
+    gradient read in place, the wrapped reads taken back -- any split of the padding between
+    left and right, wider than the plane included."""
+    from convkit.kernels import Problem, backward
+    from convkit.spec import parse_settings
+    kh, kw = k
+    left = min(left, (kw - 1) * d)
+    padding = ((top, max(0, (kh - 1) * d + 1 - h - top)), (left, (kw - 1) * d - left))
+    conv = dict(padding=padding, dilation=d, groups=3)
+    x = rng.standard_normal((n, 3 * cg, h, width)).astype(dtype)
+    w = rng.standard_normal((3 * og, cg, kh, kw)).astype(dtype)
+    problem = Problem.of(x.shape, w.shape, parse_settings(**conv).resolve(k, (h, width)), dtype)
+    assert backward._same_width(problem) and not backward._pointwise(problem)
+    go = rng.standard_normal((n, 3 * og, problem.out_h, width))
+    got = convkit.conv2d_backward(go.astype(dtype), x, w, **conv)
+    for mine, want in zip(got, torch_conv2d_grads(go, x, w, **conv)):
+        assert mine.dtype == dtype
+        assert_close(mine, want, tol=1e-9 if dtype == np.float64 else 2e-5)
 
 
 def test_finite_differences():
@@ -61,6 +88,7 @@ ROUTES = [
     ((2, 6, 7, 5), (6, 6, 1, 1), dict(stride=(2, 3))),                  # 1x1 on the stride grid
     ((0, 6, 7, 5), (6, 2, 1, 1), dict(stride=2, groups=3)),             # 1x1, empty batch
     ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=((1, 0), (2, 1)), groups=6)),  # correlation
+    ((2, 6, 8, 7), (12, 2, 3, 3), dict(padding=((0, 1), (2, 0)), groups=3)),  # same width
     ((2, 12, 7, 6), (10, 6, 3, 2), dict(padding=1, dilation=(2, 1), groups=2)),  # 4x4 blocks
     ((2, 6, 8, 7), (6, 2, 3, 2), dict(padding=(3, 2), groups=3)),      # pad > kernel: fold
     ((2, 6, 8, 7), (6, 3, 3, 3), dict(padding=2, dilation=2, groups=2, padding_mode="reflect")),

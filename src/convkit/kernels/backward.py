@@ -21,7 +21,10 @@ Routes, first match wins (the same for both gradients where it applies):
     side by side, so each tap is one dot product over the whole batch, 4x4 channel blocks,
     the bias gradient summed on the way).
     Other grouped at stride 1, and small groups at any stride: long dot products over flat
-    padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps).
+    padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps);
+    with zero padding that keeps the width (depthwise 'same'), on the output gradient in
+    place and the input at its own pitch, the few wrapped reads taken back
+    (``_weight_grad_same``).
     Dense 3x3 at stride 1 (where the forward takes Winograd): F(2x2, 3x3), one product
     per transform point summed over the tiles (``winograd.weight_gradient``; 0.6-0.8x
     the time of the im2col product on ResNet's 3x3 stages).  Other dense: the forward
@@ -174,7 +177,12 @@ def weight_and_bias_gradients(grad_out, x, p):
     if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
         bias = np.zeros(p.c_out)  # float64 sums
-        _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups)
+        if _same_width(p):
+            (top, _), (left, _) = p.spec.pads
+            _weight_grad_same(grad_out, x, grad, bias, top, left, *p.spec.dilation,
+                              p.spec.groups)
+        else:
+            _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups)
         return grad, bias.astype(p.dtype)
     if winograd.supports(p):
         return winograd.weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
@@ -363,6 +371,77 @@ def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, group
                         for t in range(span):
                             s += src[t] * row[uint64(t)]
                         sums[k] += s
+        grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+
+
+def _same_width(p) -> bool:
+    """Stride 1 and zero padding that keeps the width (MobileNet's and EfficientNet's
+    depthwise layers): ``_weight_grad_same`` reads grad_output in place."""
+    return (p.spec.stride == (1, 1) and p.out_w == p.w
+            and (p.spec.padding_mode is PaddingMode.ZEROS or p.spec.pads == ((0, 0), (0, 0))))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _weight_grad_same(grad_out, x, grad, bias, top, left, dh, dw, groups):
+    """``_weight_grad_flat`` for stride 1 and zero padding with ``W_out == W``: the output
+    gradient's own planes have the input's pitch, so they are read in place (no copy onto a
+    padded width), and each group's input planes are copied whole (one flat loop each) into
+    a scratch of the same pitch between zero rows: padded pixel ``(r, c)`` at ``left + r*W
+    + c``.  Tap ``(i, j)`` of output position ``t`` then reads ``t + i*dh*W + j*dw``; where
+    column ``ow + j*dw - left`` falls outside the input, that read wraps onto the
+    neighbouring row instead of the zero padding, and those few products (``|j*dw -
+    left|`` columns per row) are subtracted again after the tap's flat dot product.
+    Weight and bias gradients of mbv2-dw3x3 (8x144x56x56): 6.3 -> 3.6 ms on one thread,
+    4.2 -> 2.4 ms on two; the padded copies of both planes (rows of 56, short loops) cost
+    more than the products.  (Subtracting a product cancels it exactly unless it overflowed:
+    the kernels assume finite values anyway, ``fastmath``.)"""
+    n, c_out, out_h, width = grad_out.shape
+    cg, kh, kw = grad.shape[1:]
+    h = x.shape[2]
+    og = c_out // groups
+    size = out_h * width
+    taps = kh * kw
+    plane = left + (out_h + (kh - 1) * dh) * width + (kw - 1) * dw  # every read below it
+    offsets = np.empty(taps, np.uint64)
+    for k in range(taps):
+        offsets[k] = uint64((k // kw) * dh * width + (k % kw) * dw)
+    same = np.zeros(taps, np.int64)  # _taps_4's phase indices: one phase at stride 1
+    zero = np.zeros(1, dtype=grad_out.dtype)[0]
+    for g in prange(groups):
+        acc = np.zeros((og, cg, taps))
+        scratch = np.zeros((cg, 1, 1, plane), dtype=x.dtype)  # zero rows: never written
+        for ni in range(n):
+            for ci in range(cg):
+                src, dst = x[ni, g * cg + ci].reshape(-1), scratch[ci, 0, 0]
+                o = uint64(left + top * width)
+                for t in range(h * width):
+                    dst[o + uint64(t)] = src[uint64(t)]
+            for oc in range(og):
+                src = grad_out[ni, g * og + oc].reshape(-1)
+                total = 0.0
+                for t in range(size):  # the bias gradient, while the plane is in cache
+                    total += src[uint64(t)]
+                bias[g * og + oc] += total
+                for ci in range(cg):
+                    planes, sums = scratch[ci], acc[oc, ci]
+                    for k in range(0, taps - taps % 4, 4):
+                        _taps_4(src, planes, sums, k, same, same, offsets, size, zero)
+                    for k in range(taps - taps % 4, taps):
+                        row = planes[0, 0, offsets[k]:]
+                        s = zero
+                        for t in range(size):
+                            s += src[uint64(t)] * row[uint64(t)]
+                        sums[k] += s
+                    row = planes[0, 0]
+                    for k in range(taps):  # the wrapped reads: products to take back
+                        dj = (k % kw) * dw - left
+                        c0, c1 = (0, min(width, -dj)) if dj < 0 else (max(0, width - dj), width)
+                        s = zero
+                        for oh in range(out_h if dj != 0 else 0):
+                            for ow in range(c0, c1):
+                                t = uint64(oh * width + ow)
+                                s += src[t] * row[t + offsets[k]]
+                        sums[k] -= s
         grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
 
 
