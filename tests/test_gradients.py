@@ -25,27 +25,30 @@ def test_conv2d_backward_matches_torch_autograd(cfg):
         assert_close(got, want, tol=tol)
 
 
-@hsettings(deadline=None, max_examples=25)
+@hsettings(deadline=None, max_examples=30)
 @given(cg=st.integers(1, 4), og=st.integers(1, 3), k=st.sampled_from([(3, 3), (5, 5), (1, 3),
-       (3, 1)]), d=st.integers(1, 2), left=st.integers(0, 8), top=st.integers(0, 2),
-       h=st.integers(1, 8), width=st.integers(1, 12), n=st.integers(1, 3),
-       dtype=st.sampled_from([np.float64, np.float32]))
-def test_weight_gradient_in_place_when_the_width_is_kept(cg, og, k, d, left, top, h, width, n,
-                                                         dtype):
-    """Small groups at stride 1, zero padding with W_out == W (depthwise 'same'): the output
-    gradient read in place, the wrapped reads taken back -- any split of the padding between
-    left and right, wider than the plane included."""
+       (3, 1)]), stride=st.sampled_from([1, 2, 3]), e=st.integers(0, 2), d=st.integers(1, 2),
+       left=st.integers(0, 8), top=st.integers(0, 2), h=st.integers(1, 5), width=st.integers(1, 8),
+       n=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]))
+def test_weight_gradient_in_place_when_the_width_is_kept(cg, og, k, stride, e, d, left, top, h,
+                                                         width, n, dtype):
+    """Small groups, zero padding with W_out == W / stride (depthwise 'same', at stride 1
+    or 2): the output gradient read in place, the input split into stride phases of its
+    pitch, the wrapped reads taken back -- any split of the padding between left and right,
+    wider than the plane included."""
     from convkit.kernels import Problem, backward
     from convkit.spec import parse_settings
     kh, kw = k
-    left = min(left, (kw - 1) * d)
-    padding = ((top, max(0, (kh - 1) * d + 1 - h - top)), (left, (kw - 1) * d - left))
-    conv = dict(padding=padding, dilation=d, groups=3)
+    across = max(0, (kw - 1) * d - min(e, stride - 1))  # W_out == W / stride
+    left = min(left, across)
+    h, width = h * stride, width * stride
+    padding = ((top, max(0, (kh - 1) * d + 1 - h - top)), (left, across - left))
+    conv = dict(padding=padding, stride=stride, dilation=d, groups=3)
     x = rng.standard_normal((n, 3 * cg, h, width)).astype(dtype)
     w = rng.standard_normal((3 * og, cg, kh, kw)).astype(dtype)
     problem = Problem.of(x.shape, w.shape, parse_settings(**conv).resolve(k, (h, width)), dtype)
-    assert backward._same_width(problem) and not backward._pointwise(problem)
-    go = rng.standard_normal((n, 3 * og, problem.out_h, width))
+    assert backward._in_place(problem) and not backward._pointwise(problem)
+    go = rng.standard_normal((n, 3 * og, problem.out_h, problem.out_w))
     got = convkit.conv2d_backward(go.astype(dtype), x, w, **conv)
     for mine, want in zip(got, torch_conv2d_grads(go, x, w, **conv)):
         assert mine.dtype == dtype
@@ -88,7 +91,8 @@ ROUTES = [
     ((2, 6, 7, 5), (6, 6, 1, 1), dict(stride=(2, 3))),                  # 1x1 on the stride grid
     ((0, 6, 7, 5), (6, 2, 1, 1), dict(stride=2, groups=3)),             # 1x1, empty batch
     ((2, 6, 8, 7), (6, 1, 3, 3), dict(padding=((1, 0), (2, 1)), groups=6)),  # correlation
-    ((2, 6, 8, 7), (12, 2, 3, 3), dict(padding=((0, 1), (2, 0)), groups=3)),  # same width
+    ((2, 6, 8, 7), (12, 2, 3, 3), dict(padding=((0, 1), (2, 0)), groups=3)),  # in place
+    ((2, 6, 8, 10), (6, 1, 3, 3), dict(padding=1, stride=2, groups=6)),  # in place, phases
     ((2, 12, 7, 6), (10, 6, 3, 2), dict(padding=1, dilation=(2, 1), groups=2)),  # 4x4 blocks
     ((2, 6, 8, 7), (6, 2, 3, 2), dict(padding=(3, 2), groups=3)),      # pad > kernel: fold
     ((2, 6, 8, 7), (6, 3, 3, 3), dict(padding=2, dilation=2, groups=2, padding_mode="reflect")),

@@ -23,8 +23,8 @@ Routes, first match wins (the same for both gradients where it applies):
     Other grouped at stride 1, and small groups at any stride: long dot products over flat
     padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps);
     with zero padding that keeps the width (depthwise 'same'), on the output gradient in
-    place and the input at its own pitch, the few wrapped reads taken back
-    (``_weight_grad_same``).
+    place and the input split into stride phases of the same pitch, the few wrapped reads
+    taken back (``_weight_grad_in_place``).
     Dense 3x3 at stride 1 (where the forward takes Winograd): F(2x2, 3x3), one product
     per transform point summed over the tiles (``winograd.weight_gradient``; 0.6-0.8x
     the time of the im2col product on ResNet's 3x3 stages).  Other dense: the forward
@@ -177,10 +177,10 @@ def weight_and_bias_gradients(grad_out, x, p):
     if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
         bias = np.zeros(p.c_out)  # float64 sums
-        if _same_width(p):
+        if _in_place(p):
             (top, _), (left, _) = p.spec.pads
-            _weight_grad_same(grad_out, x, grad, bias, top, left, *p.spec.dilation,
-                              p.spec.groups)
+            _weight_grad_in_place(grad_out, x, grad, bias, top, left, *p.spec.stride,
+                                  *p.spec.dilation, p.spec.groups)
         else:
             _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups)
         return grad, bias.astype(p.dtype)
@@ -374,48 +374,76 @@ def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, group
         grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
 
 
-def _same_width(p) -> bool:
-    """Stride 1 and zero padding that keeps the width (MobileNet's and EfficientNet's
-    depthwise layers): ``_weight_grad_same`` reads grad_output in place."""
-    return (p.spec.stride == (1, 1) and p.out_w == p.w
-            and (p.spec.padding_mode is PaddingMode.ZEROS or p.spec.pads == ((0, 0), (0, 0))))
+def _in_place(p) -> bool:
+    """Zero padding that keeps the width on the stride grid (``W_out == W / stride``, e.g.
+    MobileNet's and EfficientNet's depthwise layers at stride 1 and 2), the input's height
+    and width multiples of the stride: ``_weight_grad_in_place`` reads grad_output in place."""
+    (sh, sw), zeros = p.spec.stride, p.spec.padding_mode is PaddingMode.ZEROS
+    return (p.h % sh == 0 and p.w % sw == 0 and p.out_w == p.w // sw
+            and (zeros or p.spec.pads == ((0, 0), (0, 0))))
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_same(grad_out, x, grad, bias, top, left, dh, dw, groups):
-    """``_weight_grad_flat`` for stride 1 and zero padding with ``W_out == W``: the output
-    gradient's own planes have the input's pitch, so they are read in place (no copy onto a
-    padded width), and each group's input planes are copied whole (one flat loop each) into
-    a scratch of the same pitch between zero rows: padded pixel ``(r, c)`` at ``left + r*W
-    + c``.  Tap ``(i, j)`` of output position ``t`` then reads ``t + i*dh*W + j*dw``; where
-    column ``ow + j*dw - left`` falls outside the input, that read wraps onto the
-    neighbouring row instead of the zero padding, and those few products (``|j*dw -
-    left|`` columns per row) are subtracted again after the tap's flat dot product.
-    Weight and bias gradients of mbv2-dw3x3 (8x144x56x56): 6.3 -> 3.6 ms on one thread,
-    4.2 -> 2.4 ms on two; the padded copies of both planes (rows of 56, short loops) cost
-    more than the products.  (Subtracting a product cancels it exactly unless it overflowed:
-    the kernels assume finite values anyway, ``fastmath``.)"""
-    n, c_out, out_h, width = grad_out.shape
+def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, groups):
+    """``_weight_grad_flat`` for zero padding with ``W_out == W / sw``: the output gradient's
+    own planes have the pitch of the input's *stride phases*, so they are read in place (no
+    copy onto a padded width).  Each input plane is split into its ``sh * sw`` phases,
+    input pixel ``(r, c)`` at ``lead + (r // sh) * wq + c // sw`` of phase ``(r % sh, c %
+    sw)`` (``wq = W / sw``; at stride 1 one flat copy), between zero rows.  Tap ``(i, j)``
+    then reads, for output position ``t = oh * wq + ow``, phase ``((i*dh - top) % sh, (j*dw -
+    left) % sw)`` at ``t`` plus a constant offset: one flat dot product per tap.  Where the
+    tap's phase column ``ow + (j*dw - left) // sw`` falls outside ``[0, wq)`` that read wraps
+    onto the neighbouring row instead of the zero padding, and those few products are
+    subtracted again afterwards.  Rows outside the input read the zero rows.
+
+    Weight and bias gradients against the padded route, two threads: mbv2-dw3x3
+    (8x144x56x56) 4.2 -> 2.4 ms, mbv2-dw3x3-s2 (8x96x112x112) 5.4-5.9 -> 3.0-3.5 ms (the
+    padded copies of both planes, in short row loops, cost more than the products; the
+    phase split is most of what is left at stride 2).  (Subtracting a product cancels it
+    exactly unless it overflowed: the kernels assume finite values anyway, ``fastmath``.)"""
+    n, c_out, out_h, wq = grad_out.shape
     cg, kh, kw = grad.shape[1:]
-    h = x.shape[2]
+    h, width = x.shape[2:]
+    hq = h // sh
     og = c_out // groups
-    size = out_h * width
+    size = out_h * wq
     taps = kh * kw
-    plane = left + (out_h + (kh - 1) * dh) * width + (kw - 1) * dw  # every read below it
-    offsets = np.empty(taps, np.uint64)
+    phase = np.empty(taps, np.int64)
+    shift = np.empty(taps, np.int64)  # the tap's phase-column offset
+    relative = np.empty(taps, np.int64)
     for k in range(taps):
-        offsets[k] = uint64((k // kw) * dh * width + (k % kw) * dw)
-    same = np.zeros(taps, np.int64)  # _taps_4's phase indices: one phase at stride 1
+        ri, ci = (k // kw) * dh - top, (k % kw) * dw - left
+        phase[k] = (ri % sh) * sw + ci % sw
+        shift[k] = ci // sw
+        relative[k] = (ri // sh) * wq + ci // sw
+    lead = max(0, -relative.min())
+    plane = max(lead + hq * wq, lead + size + relative.max())  # every read below it
+    offsets = (relative + lead).astype(np.uint64)
+    column = np.zeros(taps, np.int64)  # _taps_4's second phase index: always 0 here
     zero = np.zeros(1, dtype=grad_out.dtype)[0]
     for g in prange(groups):
         acc = np.zeros((og, cg, taps))
-        scratch = np.zeros((cg, 1, 1, plane), dtype=x.dtype)  # zero rows: never written
+        scratch = np.zeros((cg, sh * sw, 1, plane), dtype=x.dtype)  # zero rows: never written
         for ni in range(n):
             for ci in range(cg):
-                src, dst = x[ni, g * cg + ci].reshape(-1), scratch[ci, 0, 0]
-                o = uint64(left + top * width)
-                for t in range(h * width):
-                    dst[o + uint64(t)] = src[uint64(t)]
+                src = x[ni, g * cg + ci].reshape(-1)
+                if sh == 1 and sw == 1:  # the plane itself, one flat loop
+                    dst = scratch[ci, 0, 0]
+                    for t in range(h * width):
+                        dst[uint64(lead + t)] = src[uint64(t)]
+                    continue
+                flat = scratch[ci].reshape(-1)
+                for r in range(h):  # input row r: row r // sh of phases (r % sh, b)
+                    d = uint64((r % sh) * sw * plane + lead + (r // sh) * wq)
+                    s = uint64(r * width)
+                    if sw == 2:  # both column phases in one loop of constant strides
+                        for c in range(wq):
+                            flat[d + uint64(c)] = src[s + uint64(2 * c)]
+                            flat[d + uint64(plane + c)] = src[s + uint64(2 * c + 1)]
+                    else:
+                        for b in range(sw):
+                            for c in range(wq):
+                                flat[d + uint64(b * plane + c)] = src[s + uint64(c * sw + b)]
             for oc in range(og):
                 src = grad_out[ni, g * og + oc].reshape(-1)
                 total = 0.0
@@ -425,23 +453,19 @@ def _weight_grad_same(grad_out, x, grad, bias, top, left, dh, dw, groups):
                 for ci in range(cg):
                     planes, sums = scratch[ci], acc[oc, ci]
                     for k in range(0, taps - taps % 4, 4):
-                        _taps_4(src, planes, sums, k, same, same, offsets, size, zero)
-                    for k in range(taps - taps % 4, taps):
-                        row = planes[0, 0, offsets[k]:]
+                        _taps_4(src, planes, sums, k, phase, column, offsets, size, zero)
+                    for k in range(taps):
+                        row = planes[phase[k], 0, offsets[k]:]
                         s = zero
-                        for t in range(size):
+                        for t in range(size if k >= taps - taps % 4 else 0):
                             s += src[uint64(t)] * row[uint64(t)]
+                        c0, c1 = (0, min(wq, -shift[k])) if shift[k] < 0 else (
+                            max(0, wq - shift[k]), wq)
+                        for oh in range(out_h if shift[k] != 0 else 0):
+                            for ow in range(c0, c1):  # the wrapped reads: products taken back
+                                t = uint64(oh * wq + ow)
+                                s -= src[t] * row[t]
                         sums[k] += s
-                    row = planes[0, 0]
-                    for k in range(taps):  # the wrapped reads: products to take back
-                        dj = (k % kw) * dw - left
-                        c0, c1 = (0, min(width, -dj)) if dj < 0 else (max(0, width - dj), width)
-                        s = zero
-                        for oh in range(out_h if dj != 0 else 0):
-                            for ow in range(c0, c1):
-                                t = uint64(oh * width + ow)
-                                s += src[t] * row[t + offsets[k]]
-                        sums[k] -= s
         grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
 
 
