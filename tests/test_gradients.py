@@ -30,12 +30,13 @@ def test_conv2d_backward_matches_torch_autograd(cfg):
        (3, 1)]), stride=st.sampled_from([1, 2, 3]), e=st.integers(0, 2), d=st.integers(1, 2),
        left=st.integers(0, 8), top=st.integers(0, 2), h=st.integers(1, 5), width=st.integers(1, 8),
        n=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]))
-def test_weight_gradient_in_place_when_the_width_is_kept(cg, og, k, stride, e, d, left, top, h,
-                                                         width, n, dtype):
+def test_gradients_on_stride_phases_when_the_width_is_kept(cg, og, k, stride, e, d, left, top,
+                                                           h, width, n, dtype):
     """Small groups, zero padding with W_out == W / stride (depthwise 'same', at stride 1
-    or 2): the output gradient read in place, the input split into stride phases of its
-    pitch, the wrapped reads taken back -- any split of the padding between left and right,
-    wider than the plane included."""
+    or 2): the weight gradient reads the output gradient in place against the input split
+    into stride phases of its pitch, the input gradient (at a stride) is gathered per
+    phase; both take the wrapped reads back -- any split of the padding between left and
+    right, wider than the plane included."""
     from convkit.kernels import Problem, backward
     from convkit.spec import parse_settings
     kh, kw = k
