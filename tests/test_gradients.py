@@ -26,8 +26,8 @@ def test_conv2d_backward_matches_torch_autograd(cfg):
 
 
 @hsettings(deadline=None, max_examples=30)
-@given(cg=st.integers(1, 4), og=st.integers(1, 3), k=st.sampled_from([(3, 3), (5, 5), (1, 3),
-       (3, 1)]), stride=st.sampled_from([1, 2, 3]), e=st.integers(0, 2), d=st.integers(1, 2),
+@given(cg=st.integers(1, 4), og=st.integers(1, 3), k=st.sampled_from([(3, 3), (5, 5), (1, 3)]),
+       stride=st.sampled_from([1, 2, 3]), e=st.integers(0, 2), d=st.integers(1, 2),
        left=st.integers(0, 8), top=st.integers(0, 2), h=st.integers(1, 5), width=st.integers(1, 8),
        n=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]))
 def test_gradients_on_stride_phases_when_the_width_is_kept(cg, og, k, stride, e, d, left, top,

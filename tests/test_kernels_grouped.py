@@ -89,8 +89,8 @@ def test_masked_layout_against_reference(cg, og, k, d, left, top, h, width, n, d
     """Zero padding that keeps the width: planes at the input's pitch, one copy per tap
     column with the wrapped-onto columns zeroed (any split of the padding between left and
     right, wider than the plane included), output stored in place."""
-    if k == 1:
-        d, top = 1, max(top, 1)  # 1x1: some row padding, or it reads in place
+    if k == 1:  # some row padding, or it reads in place; 4 channels: one compiled unroll
+        d, top, cg = 1, max(top, 1), 4
     left = min(left, (k - 1) * d)
     bottom = max(0, (k - 1) * d + 1 - h - top)  # at least one output row
     kh = kw = k
