@@ -286,14 +286,8 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
     og = c_out // groups
     size = hq * wq  # positions of one phase plane
     taps = kh * kw
-    phase = np.empty(taps, np.int64)
-    shift = np.empty(taps, np.int64)  # output column = phase column - shift
-    back = np.empty(taps, np.int64)  # flat: output position = phase position - back
-    for k in range(taps):
-        ri, ci = (k // kw) * dh - top, (k % kw) * dw - left
-        phase[k] = (ri % sh) * sw + ci % sw
-        shift[k] = ci // sw
-        back[k] = (ri // sh) * wq + ci // sw
+    # output column = phase column - shift; flat: output position = phase position - back
+    phase, shift, back = _tap_phases(kh, kw, top, left, sh, sw, dh, dw, wq)
     lead = max(0, back.max())
     length = lead + max(out_h * wq, size - back.min())  # every read below it
     # each phase's taps in fours (padded with weight-0 copies of its first): one pass each
@@ -343,8 +337,7 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
                     for k in range(taps):
                         plane, weight = planes[phase[k]], weights[k]
                         at = uint64(lead - back[k])
-                        c0, c1 = (0, min(wq, shift[k])) if shift[k] > 0 else (
-                            max(0, wq + shift[k]), wq)
+                        c0, c1 = _wrapped_columns(wq, -shift[k])
                         for q in range(hq if shift[k] != 0 else 0):
                             for qc in range(c0, c1):  # wrapped reads: products taken back
                                 t = uint64(q * wq + qc)
@@ -363,6 +356,32 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
                             source = planes[a * sw + b]
                             for qc in range(wq):
                                 out[d + uint64(qc * sw + b)] = source[s + uint64(qc)]
+
+
+@njit(inline="always")
+def _tap_phases(kh, kw, top, left, sh, sw, dh, dw, wq):
+    """Per tap ``k = i * kw + j`` on input stride phases of width ``wq``: the phase
+    ``(ri % sh) * sw + ci % sw`` it meets (``ri = i*dh - top``, ``ci = j*dw - left``), its
+    column shift ``ci // sw`` and its flat shift ``(ri // sh) * wq + ci // sw`` between
+    an output position and the phase position it pairs with."""
+    taps = kh * kw
+    phase, shift, flat = (np.empty(taps, np.int64), np.empty(taps, np.int64),
+                          np.empty(taps, np.int64))
+    for k in range(taps):
+        ri, ci = (k // kw) * dh - top, (k % kw) * dw - left
+        phase[k] = (ri % sh) * sw + ci % sw
+        shift[k] = ci // sw
+        flat[k] = (ri // sh) * wq + ci // sw
+    return phase, shift, flat
+
+
+@njit(inline="always")
+def _wrapped_columns(width, offset):
+    """The columns ``[c0, c1)`` of a flat row-major plane whose read at column offset
+    ``offset`` wraps onto a neighbouring row instead of leaving the plane."""
+    if offset < 0:
+        return 0, min(width, -offset)
+    return max(0, width - offset), width
 
 
 @njit(inline="always")
@@ -516,14 +535,8 @@ def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, gr
     og = c_out // groups
     size = out_h * wq
     taps = kh * kw
-    phase = np.empty(taps, np.int64)
-    shift = np.empty(taps, np.int64)  # the tap's phase-column offset
-    relative = np.empty(taps, np.int64)
-    for k in range(taps):
-        ri, ci = (k // kw) * dh - top, (k % kw) * dw - left
-        phase[k] = (ri % sh) * sw + ci % sw
-        shift[k] = ci // sw
-        relative[k] = (ri // sh) * wq + ci // sw
+    # input phase column = output column + shift; flat: the same with relative
+    phase, shift, relative = _tap_phases(kh, kw, top, left, sh, sw, dh, dw, wq)
     lead = max(0, -relative.min())
     plane = max(lead + hq * wq, lead + size + relative.max())  # every read below it
     offsets = (relative + lead).astype(np.uint64)
@@ -567,8 +580,7 @@ def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, gr
                         s = zero
                         for t in range(size if k >= taps - taps % 4 else 0):
                             s += src[uint64(t)] * row[uint64(t)]
-                        c0, c1 = (0, min(wq, -shift[k])) if shift[k] < 0 else (
-                            max(0, wq - shift[k]), wq)
+                        c0, c1 = _wrapped_columns(wq, shift[k])
                         for oh in range(out_h if shift[k] != 0 else 0):
                             for ow in range(c0, c1):  # the wrapped reads: products taken back
                                 t = uint64(oh * wq + ow)
