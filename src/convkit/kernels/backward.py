@@ -40,6 +40,7 @@ from numba import njit, prange, uint64
 from ..spec import ConvSpec, PaddingMode
 from . import Problem, blas, gemm, grouped_grad, run, winograd
 from .direct import _pad_planes, parallel_blocks
+from .grouped import wrapped_columns
 
 
 def _geometry(p):
@@ -295,14 +296,12 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
     for k in range(taps):
         count[phase[k]] += 1
     fours = np.zeros((sh * sw, (count.max() + 3) // 4 * 4), np.int64)
-    used = np.zeros((sh * sw, fours.shape[1]), np.bool_)
-    filled = np.zeros(sh * sw, np.int64)
+    filled = np.zeros(sh * sw, np.int64)  # ends equal to count
     for k in range(taps):
-        f = phase[k]
-        fours[f, filled[f]], used[f, filled[f]] = k, True
-        filled[f] += 1
+        fours[phase[k], filled[phase[k]]] = k
+        filled[phase[k]] += 1
     for f in range(sh * sw):
-        for m in range(filled[f], fours.shape[1]):
+        for m in range(count[f], fours.shape[1]):
             fours[f, m] = fours[f, 0]
     tasks = n * groups
     zero = np.zeros(1, dtype=grad.dtype)[0]  # (a literal 0 would make the sums float64)
@@ -319,15 +318,15 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
                 planes[:] = 0
                 for o in range(og):
                     weights, row = w[g * og + o, ci].reshape(-1), staged[o]
-                    for f in range(sh * sw if taps > 0 else 0):
+                    for f in range(sh * sw):
                         plane = planes[f]
-                        for m in range(0, filled[f], 4):
+                        for m in range(0, count[f], 4):
                             k0, k1, k2, k3 = fours[f, m], fours[f, m + 1], fours[f, m + 2], \
                                 fours[f, m + 3]
                             w0 = weights[k0]
-                            w1 = weights[k1] if used[f, m + 1] else zero
-                            w2 = weights[k2] if used[f, m + 2] else zero
-                            w3 = weights[k3] if used[f, m + 3] else zero
+                            w1 = weights[k1] if m + 1 < count[f] else zero
+                            w2 = weights[k2] if m + 2 < count[f] else zero
+                            w3 = weights[k3] if m + 3 < count[f] else zero
                             a0, a1 = uint64(lead - back[k0]), uint64(lead - back[k1])
                             a2, a3 = uint64(lead - back[k2]), uint64(lead - back[k3])
                             for t in range(size):
@@ -337,8 +336,8 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
                     for k in range(taps):
                         plane, weight = planes[phase[k]], weights[k]
                         at = uint64(lead - back[k])
-                        c0, c1 = _wrapped_columns(wq, -shift[k])
-                        for q in range(hq if shift[k] != 0 else 0):
+                        c0, c1 = wrapped_columns(wq, -shift[k])
+                        for q in range(hq):
                             for qc in range(c0, c1):  # wrapped reads: products taken back
                                 t = uint64(q * wq + qc)
                                 plane[t] -= weight * row[at + t]
@@ -373,15 +372,6 @@ def _tap_phases(kh, kw, top, left, sh, sw, dh, dw, wq):
         shift[k] = ci // sw
         flat[k] = (ri // sh) * wq + ci // sw
     return phase, shift, flat
-
-
-@njit(inline="always")
-def _wrapped_columns(width, offset):
-    """The columns ``[c0, c1)`` of a flat row-major plane whose read at column offset
-    ``offset`` wraps onto a neighbouring row instead of leaving the plane."""
-    if offset < 0:
-        return 0, min(width, -offset)
-    return max(0, width - offset), width
 
 
 @njit(inline="always")
@@ -504,7 +494,8 @@ def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, group
 def _in_place(p) -> bool:
     """Zero padding that keeps the width on the stride grid (``W_out == W / stride``, e.g.
     MobileNet's and EfficientNet's depthwise layers at stride 1 and 2), the input's height
-    and width multiples of the stride: ``_weight_grad_in_place`` reads grad_output in place."""
+    and width multiples of the stride: ``_weight_grad_in_place`` reads grad_output in place
+    and ``_input_grad_phases`` (at a stride) gathers per input stride phase."""
     (sh, sw), zeros = p.spec.stride, p.spec.padding_mode is PaddingMode.ZEROS
     return (p.h % sh == 0 and p.w % sw == 0 and p.out_w == p.w // sw
             and (zeros or p.spec.pads == ((0, 0), (0, 0))))
@@ -580,8 +571,8 @@ def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, gr
                         s = zero
                         for t in range(size if k >= taps - taps % 4 else 0):
                             s += src[uint64(t)] * row[uint64(t)]
-                        c0, c1 = _wrapped_columns(wq, shift[k])
-                        for oh in range(out_h if shift[k] != 0 else 0):
+                        c0, c1 = wrapped_columns(wq, shift[k])
+                        for oh in range(out_h):
                             for ow in range(c0, c1):  # the wrapped reads: products taken back
                                 t = uint64(oh * wq + ow)
                                 s -= src[t] * row[t]

@@ -259,11 +259,21 @@ def mask_copies(plane, h, width, top, left, dw, dst, first, kw):
         row = dst[first + j]
         for k in range(count):  # the whole plane in one flat loop
             row[o + uint64(k)] = plane[uint64(k)]
-        dj = j * dw - left
-        c0, c1 = (max(0, width + dj), width) if dj < 0 else (0, min(width, dj))
+        c0, c1 = wrapped_columns(width, left - j * dw)  # the columns reads land on
         for r in range(h):
             for c in range(c0, c1):
                 row[left + (top + r) * width + c] = 0
+
+
+@njit(inline="always")
+def wrapped_columns(width, offset):
+    """The columns ``[c0, c1)`` of a flat row-major plane whose read at column offset
+    ``offset`` wraps onto a neighbouring row instead of leaving the plane; with ``-offset``,
+    the columns those reads land on (the masked copies zero these; the gradients in
+    backward.py take the wrapped products back)."""
+    if offset < 0:
+        return 0, min(width, -offset)
+    return max(0, width - offset), width
 
 
 @njit(inline="always")
