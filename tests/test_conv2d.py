@@ -183,6 +183,22 @@ def test_array_likes_and_read_only_inputs():
     assert_close(convkit.conv2d(x, w, b), expected)
 
 
+def test_out_unbatched_float16_and_empty():
+    """``out=`` takes the result's own shape and dtype: unbatched 3-D, float16 (computed in
+    float32, then cast into it) and an empty batch."""
+    x, w, b = randn(3, 7, 6), randn(4, 3, 3, 3), randn(4)
+    out = np.full((4, 5, 4), np.nan)
+    assert convkit.conv2d(x, w, b, out=out) is out
+    assert_close(out, torch_conv2d(x[None], w, b)[0])
+    half = [a.astype(np.float16) for a in (x, w, b)]
+    out16 = np.full((4, 5, 4), np.nan, np.float16)
+    assert convkit.conv2d(*half, out=out16) is out16
+    np.testing.assert_array_equal(out16, convkit.conv2d(*half))
+    assert_close(out16, torch_conv2d(half[0][None], *half[1:])[0], np.float16)
+    empty = np.empty((0, 4, 5, 4))
+    assert convkit.conv2d(np.zeros((0, 3, 7, 6)), w, out=empty) is empty
+
+
 def test_empty_batch():
     out = convkit.conv2d(np.zeros((0, 4, 6, 7)), randn(8, 2, 3, 3), groups=2, padding=1)
     assert out.shape == (0, 8, 6, 7)

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+import convkit
 from convkit import kernels, spec
-from convkit.kernels import direct
+from convkit.kernels import direct, grouped
 from convkit.kernels.reference import conv2d_reference
 from oracle import assert_close, torch_conv2d
 
@@ -49,6 +50,55 @@ def test_suite_routes_as_the_table_says(case):
     else:
         expected = "gemm"
     assert kernels.choose(problem).name == expected
+
+
+# One configuration per way a kernel writes its output: (x shape, w shape, settings, kernel,
+# grouped layout or direct path or None).
+OUT_ROUTES = [
+    ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2), "grouped", "masked"),
+    ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2, padding_mode="reflect"), "grouped",
+     "padded"),
+    ((2, 8, 9, 9), (8, 4, 3, 3), dict(groups=2), "grouped", "unpadded"),
+    ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6), "direct", "specialised"),
+    ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
+    ((2, 6, 9, 10), (6, 1, 2, 3), dict(padding=1, groups=6), "direct", "any"),
+    ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1), "winograd", None),
+    ((2, 5, 8, 8), (7, 5, 1, 1), {}, "gemm", None),  # 1x1: products straight into out
+    ((3, 5, 8, 8), (7, 5, 3, 3), dict(stride=2, padding=1), "gemm", None),  # bands per sample
+    ((1, 3, 96, 96), (16, 3, 7, 7), dict(stride=2, padding=3), "gemm", None),  # one sample's
+]                                                                 # bands shared out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,w_shape,settings,route,how", OUT_ROUTES, ids=str)
+def test_out_is_written_whole_on_every_route(x_shape, w_shape, settings, route, how, dtype):
+    """``conv2d(out=...)`` hands the caller's array to the kernel: every element is written
+    (it starts as NaN), with the bits of a fresh result, and the caller's inputs unchanged."""
+    rng = np.random.default_rng(len(OUT_ROUTES[0]) + sum(x_shape) + sum(w_shape))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    problem = problem_of(x.shape, w.shape, dtype, **settings)
+    assert kernels.choose(problem).name == route
+    if how is not None:
+        assert (grouped.layout if route == "grouped" else direct.path)(problem) == how
+    copies = [a.copy() for a in (x, w, b)]
+    expected = convkit.conv2d(x, w, b, **settings)
+    out = np.full_like(expected, np.nan)
+    assert convkit.conv2d(x, w, b, **settings, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    assert_close(out, torch_conv2d(x, w, b, **settings))
+    for a, before in zip((x, w, b), copies):
+        np.testing.assert_array_equal(a, before)
+
+
+def test_out_on_the_reference_kernel():
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 4, 6, 7)), rng.standard_normal((6, 2, 3, 2))
+    problem = problem_of(x.shape, w.shape, np.float64, padding=1, groups=2)
+    out = np.full((2, 6, 6, 8), np.nan)
+    assert kernels.run(x, w, None, problem, kernel=kernels.KERNELS[-1], out=out) is out
+    assert_close(out, torch_conv2d(x, w, padding=1, groups=2))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -43,3 +43,26 @@ def compute_dtype(*arrays) -> tuple[np.dtype, np.dtype]:
 def contiguous(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """C-contiguous ``array`` in ``dtype``: the caller's own buffer when it already is one."""
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_out(out, shape, dtype, **sources) -> None:
+    """``out`` can receive a result of ``shape`` and ``dtype``: an ndarray of exactly those,
+    C-contiguous, writeable and sharing no memory with any of ``sources`` (argument name:
+    the caller's object and the array the kernel reads, a view of it or a copy)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have the result's dtype {np.dtype(dtype)}, got dtype "
+                        f"{out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out must have the result's shape {tuple(shape)}, got shape "
+                         f"{out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous, got strides {out.strides} for shape "
+                         f"{out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable, got a read-only array")
+    for name, arrays in sources.items():
+        if any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays):
+            raise ValueError(f"out must not share memory with {name}: the kernels read "
+                             f"{name} while they write out")

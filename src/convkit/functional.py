@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .arrays import as_float_array, compute_dtype, contiguous
+from .arrays import as_float_array, check_out, compute_dtype, contiguous
 from .spec import ConvSettings, check_channels, parse_settings
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros") -> np.ndarray:
+           padding_mode="zeros", *, out=None) -> np.ndarray:
     """2-D convolution (cross-correlation), exactly ``torch.nn.functional.conv2d``.
 
     Args:
@@ -30,12 +30,18 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
             ``"circular"`` (pad <= size) as in ``torch.nn.Conv2d``, or ``"symmetric"``
             (``numpy.pad``'s mode: the edge repeated; pad <= size).  torch offers modes
             only on the layer; here the function takes them too.
+        out: optional C-contiguous, writeable array of exactly the result's shape and
+            dtype, sharing no memory with ``input``, ``weight`` or ``bias``; the result is
+            written into it and it is returned (NumPy's ``out=``; torch's ``conv2d`` has
+            none).  For loops over same-shaped calls: a new result of more than 32 MiB
+            gets fresh pages from the OS on every call, which the kernel then zeroes
+            page by page (about 5 ms for a 50 MB float64 ResNet stem output).
 
     Returns:
         ``(N, C_out, H_out, W_out)`` (or ``(C_out, H_out, W_out)``) in the promoted
         dtype of the arguments (float16 is computed in float32), with
         ``H_out = (H + top + bottom - dilation[0] * (kH - 1) - 1) // stride[0] + 1``
-        and likewise for ``W_out``.
+        and likewise for ``W_out``.  ``out`` itself when given.
 
     Example:
         >>> import numpy as np, convkit
@@ -45,19 +51,30 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         (2, 6, 2, 3)
     """
     settings = parse_settings(stride, padding, dilation, groups, padding_mode)
-    return _conv2d(input, weight, bias, settings)
+    return _conv2d(input, weight, bias, settings, out)
 
 
-def _conv2d(input, weight, bias, settings: ConvSettings) -> np.ndarray:
+def _conv2d(input, weight, bias, settings: ConvSettings, out=None) -> np.ndarray:
     x, w, b, out_dtype, unbatched = _tidy_arrays(input, weight, bias, settings.groups)
     spec = settings.resolve(w.shape[2:], x.shape[2:])
     problem = kernels.Problem.of(x.shape, w.shape, spec, x.dtype)
+    if out is not None:
+        shape = (problem.c_out, problem.out_h, problem.out_w)
+        check_out(out, shape if unbatched else (problem.n, *shape), out_dtype,
+                  input=(input, x), weight=(weight, w), bias=(bias, b))
+        if out_dtype == problem.dtype:  # the kernel writes straight into it
+            if problem.n:
+                kernels.run(x, w, b, problem, out=out[None] if unbatched else out)
+            return out
     if problem.n == 0:
-        out = np.zeros((0, problem.c_out, problem.out_h, problem.out_w), dtype=x.dtype)
+        result = np.zeros((0, problem.c_out, problem.out_h, problem.out_w), dtype=x.dtype)
     else:
-        out = kernels.run(x, w, b, problem)
-    out = out.astype(out_dtype, copy=False)
-    return out[0] if unbatched else out
+        result = kernels.run(x, w, b, problem)
+    result = result[0] if unbatched else result
+    if out is not None:  # float16: computed in float32
+        np.copyto(out, result, casting="same_kind")
+        return out
+    return result.astype(out_dtype, copy=False)
 
 
 def _tidy_arrays(input, weight, bias, groups):

@@ -53,6 +53,12 @@ class Problem:
         return (index_map(self.h, top, bottom, self.spec.padding_mode),
                 index_map(self.w, left, right, self.spec.padding_mode))
 
+    def output(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The array a kernel writes every element of: ``out`` (the caller's, checked to be
+        ``(n, c_out, out_h, out_w)``, C-contiguous, in ``dtype``) or a new one."""
+        return np.empty((self.n, self.c_out, self.out_h, self.out_w), self.dtype) \
+            if out is None else out
+
     @property
     def group_in(self) -> int:
         return self.c_in // self.spec.groups
@@ -69,8 +75,12 @@ class Kernel:
     run: Callable[..., np.ndarray]
 
 
-def _reference_run(x, w, b, problem: Problem) -> np.ndarray:
-    return reference.conv2d_reference(x, w, b, problem.spec).astype(problem.dtype, copy=False)
+def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
+    result = reference.conv2d_reference(x, w, b, problem.spec)
+    if out is None:
+        return result.astype(problem.dtype, copy=False)
+    np.copyto(out, result, casting="same_kind")
+    return out
 
 
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
@@ -109,6 +119,7 @@ def choose(problem: Problem) -> Kernel:
 
 
 def run(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], problem: Problem,
-        kernel: Optional[Kernel] = None) -> np.ndarray:
-    """Run ``problem`` on ``kernel`` (default: the table's choice)."""
-    return (kernel or choose(problem)).run(x, w, b, problem)
+        kernel: Optional[Kernel] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Run ``problem`` on ``kernel`` (default: the table's choice), into ``out`` if given
+    (see :meth:`Problem.output`: every element is written, none read)."""
+    return (kernel or choose(problem)).run(x, w, b, problem, out)
