@@ -43,6 +43,8 @@ BAD_CALLS = {
     "out-read-only": (lambda: convkit.conv2d(X, W, groups=2, out=np.broadcast_to(np.empty(1), (2, 4, 6, 6))), ValueError, r"out must (be C-contiguous|be writeable)"),
     "out-overlaps-input": (lambda: (lambda x: convkit.conv2d(x, np.zeros((4, 1, 1, 1)), groups=4, out=x))(np.zeros((2, 4, 6, 6))), ValueError, r"out must not share memory with input"),
     "out-overlaps-weight": (lambda: (lambda w: convkit.conv2d(np.zeros((1, 1, 1, 1)), w, out=w))(np.zeros((1, 1, 1, 1))), ValueError, r"out must not share memory with weight"),
+    "transpose-out-shape": (lambda: convkit.conv_transpose2d(X, np.zeros((6, 2, 3, 3)), out=np.empty((2, 2, 9, 9))), ValueError, r"out must have the result's shape \(2, 2, 10, 10\), got shape \(2, 2, 9, 9\)"),
+    "transpose-out-overlaps-input": (lambda: (lambda x: convkit.conv_transpose2d(x, np.zeros((2, 2, 1, 1)), out=x))(np.zeros((1, 2, 3, 3))), ValueError, r"out must not share memory with input"),
     "input-int": (lambda: convkit.conv2d(X.astype(np.int64), W, groups=2), TypeError, r"input must have a float16, float32 or float64 dtype, got dtype int64"),
     "input-bool": (lambda: convkit.conv2d(X.astype(bool), W, groups=2), TypeError, r"input .* got dtype bool"),
     "input-complex": (lambda: convkit.conv2d(X.astype(complex), W, groups=2), TypeError, r"input .* got dtype complex128"),

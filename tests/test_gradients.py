@@ -126,6 +126,33 @@ def test_every_backward_route_matches_torch(shape, kernel, settings):
         assert_close(got, want, tol=1e-9)
 
 
+@pytest.mark.parametrize("shape,kernel,settings", ROUTES + [
+    ((2, 4, 9, 8), (6, 4, 3, 3), dict(stride=2, padding=1)),  # dense strided: col2im bands
+], ids=str)
+def test_every_input_gradient_route_writes_out_whole(shape, kernel, settings):
+    """The input gradient (conv_transpose2d's result) into a caller's NaN-filled array:
+    every route sets or zero-fills every pixel."""
+    from convkit import kernels, spec
+    from convkit.kernels import backward
+    x, w = rng.standard_normal(shape), rng.standard_normal(kernel)
+    go = rng.standard_normal(convkit.conv2d(x, w, **settings).shape)
+    problem = kernels.Problem.of(x.shape, w.shape, spec.parse_settings(**settings).resolve(
+        w.shape[2:], x.shape[2:]), np.float64)
+    out = np.full(x.shape, np.nan)
+    assert backward.input_gradient(go, w, problem, out=out) is out
+    assert_close(out, torch_conv2d_grads(go, x, w, **settings)[0], tol=1e-9)
+
+
+def test_conv_transpose2d_out_float16():
+    """A float16 result is computed in float32 and cast into ``out``."""
+    x, w = (rng.standard_normal(s).astype(np.float16) for s in ((2, 4, 5, 6), (4, 3, 3, 3)))
+    into = np.full((2, 3, 11, 13), np.nan, np.float16)
+    assert convkit.conv_transpose2d(x, w, stride=2, out=into) is into
+    np.testing.assert_array_equal(into, convkit.conv_transpose2d(x, w, stride=2))
+    expected = F.conv_transpose2d(torch.tensor(x, dtype=torch.float64),
+                                  torch.tensor(w, dtype=torch.float64), stride=2).numpy()
+    assert_close(into, expected, np.float16)
+
 
 def test_dense_gradients_in_bands_of_output_rows(monkeypatch):
     """Tiny column tiles force several bands per image (and the reflect border's fold
@@ -181,6 +208,10 @@ def test_conv_transpose2d_matches_torch(settings, dtype):
     assert out.dtype == dtype
     assert_close(out, expected, dtype)
     assert_close(convkit.conv_transpose2d(x[0], w, b, **settings), expected[0], dtype)
+    for source, result in ((x, out), (x[0], out[0])):  # out=, batched and unbatched
+        into = np.full(result.shape, np.nan, dtype)
+        assert convkit.conv_transpose2d(source, w, b, **settings, out=into) is into
+        np.testing.assert_array_equal(into, result)
 
 
 @pytest.mark.parametrize("settings", [dict(padding=1), dict(stride=2, groups=4), {}], ids=str)

@@ -58,23 +58,37 @@ def _conv2d(input, weight, bias, settings: ConvSettings, out=None) -> np.ndarray
     x, w, b, out_dtype, unbatched = _tidy_arrays(input, weight, bias, settings.groups)
     spec = settings.resolve(w.shape[2:], x.shape[2:])
     problem = kernels.Problem.of(x.shape, w.shape, spec, x.dtype)
-    if out is not None:
-        shape = (problem.c_out, problem.out_h, problem.out_w)
-        check_out(out, shape if unbatched else (problem.n, *shape), out_dtype,
-                  input=(input, x), weight=(weight, w), bias=(bias, b))
-        if out_dtype == problem.dtype:  # the kernel writes straight into it
-            if problem.n:
-                kernels.run(x, w, b, problem, out=out[None] if unbatched else out)
-            return out
+    target = output_target(out, (problem.n, problem.c_out, problem.out_h, problem.out_w),
+                           out_dtype, problem.dtype, unbatched,
+                           input=(input, x), weight=(weight, w), bias=(bias, b))
     if problem.n == 0:
-        result = np.zeros((0, problem.c_out, problem.out_h, problem.out_w), dtype=x.dtype)
+        result = target if target is not None else np.zeros(
+            (0, problem.c_out, problem.out_h, problem.out_w), dtype=x.dtype)
     else:
-        result = kernels.run(x, w, b, problem)
-    result = result[0] if unbatched else result
-    if out is not None:  # float16: computed in float32
-        np.copyto(out, result, casting="same_kind")
-        return out
-    return result.astype(out_dtype, copy=False)
+        result = kernels.run(x, w, b, problem, out=target)
+    return deliver(result, target, out, out_dtype, unbatched)
+
+
+def output_target(out, shape, out_dtype, compute_dtype, unbatched, **sources):
+    """Check a caller's ``out`` for a result whose 4-D shape is ``shape`` (see
+    :func:`convkit.arrays.check_out`); return the 4-D array a kernel may write straight into,
+    or None: no ``out``, or a float16 one that takes a cast copy of the float32 result."""
+    if out is None:
+        return None
+    check_out(out, shape[1:] if unbatched else shape, out_dtype, **sources)
+    if out_dtype != compute_dtype:
+        return None
+    return out[None] if unbatched else out
+
+
+def deliver(result, target, out, out_dtype, unbatched):
+    """What the caller gets from a kernel's 4-D ``result``: ``out`` (filled, unless the kernel
+    wrote into ``target`` already) or the result in the caller's dtype and dimensions."""
+    if out is None:
+        return (result[0] if unbatched else result).astype(out_dtype, copy=False)
+    if result is not target:
+        np.copyto(out, result[0] if unbatched else result, casting="same_kind")
+    return out
 
 
 def _tidy_arrays(input, weight, bias, groups):

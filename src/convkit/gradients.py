@@ -17,7 +17,7 @@ import numpy as np
 
 from . import kernels
 from .arrays import as_float_array, contiguous
-from .functional import _tidy_arrays, read_arrays, to_compute
+from .functional import _tidy_arrays, deliver, output_target, read_arrays, to_compute
 from .kernels import backward
 from . import shapes
 from .spec import ConvSettings, parse_settings, standardize_pair
@@ -86,7 +86,7 @@ def per_sample_conv2d_backward(grad_output, input, weight, stride=1, padding=0, 
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1, output_size=None):
+                     dilation=1, output_size=None, *, out=None):
     """Transposed convolution, exactly ``torch.nn.functional.conv_transpose2d``.
 
     Args:
@@ -97,6 +97,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
             smaller than ``stride`` or ``dilation``.
         output_size: ``(H_out, W_out)`` (or with batch and channels), as torch's
             ``ConvTranspose2d`` takes it: chooses ``output_padding``.
+        out: optional array the result is written into and returned, as in
+            :func:`convkit.conv2d` (exact shape and dtype, C-contiguous, no shared memory
+            with the arguments): an upsampling layer's result is often past the 32 MiB
+            beyond which every new result gets fresh, OS-zeroed pages.
 
     Output: ``H_out = (H - 1) * stride - 2 * padding + dilation * (kH - 1) +
     output_padding + 1``.  It is the gradient of ``conv2d(y, weight, stride=stride,
@@ -120,11 +124,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if (problem.out_h, problem.out_w) != x.shape[2:]:  # output_padding >= stride (< dilation)
         x = np.pad(x, ((0, 0), (0, 0), (0, problem.out_h - x.shape[2]),
                        (0, problem.out_w - x.shape[3])))
-    out = backward.input_gradient(x, w, problem)
+    target = output_target(out, (problem.n, problem.c_in, *out_hw), out_dtype, problem.dtype,
+                           unbatched, input=(input, x), weight=(weight, w), bias=(bias, b))
+    result = backward.input_gradient(x, w, problem, out=target)
     if b is not None:
-        out += b[:, None, None]
-    out = out.astype(out_dtype, copy=False)
-    return out[0] if unbatched else out
+        result += b[:, None, None]
+    return deliver(result, target, out, out_dtype, unbatched)
 
 
 def _tidy_transposed(input, weight, bias, groups):

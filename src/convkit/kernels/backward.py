@@ -52,17 +52,18 @@ def _direct(p) -> bool:
     return p.spec.groups > 1 and p.group_in <= 4
 
 
-def input_gradient(grad_out, w, p):
-    """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W)."""
+def input_gradient(grad_out, w, p, out=None):
+    """grad of sum(out * grad_out) with respect to the input, shape (N, C_in, H, W), into
+    ``out`` if given (C-contiguous, that shape, ``p.dtype``)."""
     if p.n == 0:  # the kernels split work by samples: none to split
-        return np.zeros((0, p.c_in, p.h, p.w), dtype=p.dtype)
+        return _grad_array(p, out, zeroed=True)
     if _pointwise(p):
-        return _pointwise_input_gradient(grad_out, w, p)
+        return _pointwise_input_gradient(grad_out, w, p, out)
     if p.spec.stride == (1, 1):
-        return _correlation_input_gradient(grad_out, w, p)
+        return _correlation_input_gradient(grad_out, w, p, out)
     geometry = _geometry(p)
     if _direct(p):  # sets every input pixel: no zero fill
-        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        grad = _grad_array(p, out, zeroed=False)
         (top, _), (left, _) = p.spec.pads
         if _in_place(p):
             _input_grad_phases(grad_out, w, grad, top, left, *p.spec.stride, *p.spec.dilation,
@@ -70,7 +71,7 @@ def input_gradient(grad_out, w, p):
         else:
             _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, top, left)
         return grad
-    grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    grad = _grad_array(p, out, zeroed=True)
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
     wt = np.ascontiguousarray(w.reshape(g, og, k).transpose(0, 2, 1))  # (g, k, og)
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
@@ -90,12 +91,22 @@ def input_gradient(grad_out, w, p):
     return grad
 
 
+def _grad_array(p, out, zeroed):
+    """The input gradient's array: the caller's ``out`` or a new one, all zeros if
+    ``zeroed`` (for routes that add into it or leave pixels untouched)."""
+    if out is None:
+        return (np.zeros if zeroed else np.empty)((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    if zeroed:
+        out.fill(0)
+    return out
+
+
 def _pointwise(p) -> bool:
     """1x1 kernels without padding: both gradients are batched matrix products."""
     return p.kh == p.kw == 1 and p.spec.pads == ((0, 0), (0, 0))
 
 
-def _pointwise_input_gradient(grad_out, w, p):
+def _pointwise_input_gradient(grad_out, w, p, out=None):
     """grad[n, g] = W[g]^T (C/g, O/g) @ grad_out[n, g] (O/g, pixels), placed on the stride
     grid (a 1x1 kernel at stride s reads only every s-th pixel)."""
     g, og, cg = p.spec.groups, p.group_out, p.group_in
@@ -103,13 +114,13 @@ def _pointwise_input_gradient(grad_out, w, p):
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
     (sh, sw) = p.spec.stride
     if (sh, sw) == (1, 1):
-        grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        grad = _grad_array(p, out, zeroed=False)
         flat = grad.reshape(p.n, g, cg, p.h * p.w)
 
         def sample(n):
             np.matmul(wt, go[n], out=flat[n])
     else:
-        grad = np.zeros((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+        grad = _grad_array(p, out, zeroed=True)
 
         def sample(n):
             grad[n, :, ::sh, ::sw] = np.matmul(wt, go[n]).reshape(p.c_in, p.out_h, p.out_w)
@@ -131,7 +142,7 @@ def _pointwise_weight_gradient(grad_out, x, p):
     return grad.reshape(p.c_out, cg, 1, 1)
 
 
-def _correlation_input_gradient(grad_out, w, p):
+def _correlation_input_gradient(grad_out, w, p, out=None):
     """At stride 1 the input gradient is a forward correlation of grad_output with each
     kernel flipped and its in/out channels swapped within the group, so it runs on the
     forward kernels.  Zero padding of at most the dilated kernel extent ``e`` becomes the
@@ -149,11 +160,11 @@ def _correlation_input_gradient(grad_out, w, p):
                  for (lo, hi), e in zip(p.spec.pads, extent))
     spec = ConvSpec((1, 1), pads, p.spec.dilation, g, PaddingMode.ZEROS)
     problem = Problem.of(grad_out.shape, flipped.shape, spec, p.dtype)
-    correlation = run(grad_out, flipped, None, problem)
     if inside:
-        return correlation  # (N, C_in, H, W)
+        return run(grad_out, flipped, None, problem, out=out)  # (N, C_in, H, W)
+    correlation = run(grad_out, flipped, None, problem)
     rows, cols = _geometry(p)[:2]
-    grad = np.empty((p.n, p.c_in, p.h, p.w), dtype=p.dtype)
+    grad = _grad_array(p, out, zeroed=False)
     _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0])
     return grad
 
