@@ -8,6 +8,13 @@ from convkit import nn
 X = np.zeros((2, 6, 8, 8))
 W = np.zeros((4, 3, 3, 3))
 
+
+def _read_only(shape):
+    array = np.zeros(shape)
+    array.flags.writeable = False
+    return array
+
+
 # (call, exception, pattern the message must contain)
 BAD_CALLS = {
     "groups-zero": (lambda: convkit.conv2d(X, W, groups=0), ValueError, r"groups must be a positive int, got 0"),
@@ -40,7 +47,8 @@ BAD_CALLS = {
     "out-shape": (lambda: convkit.conv2d(X, W, groups=2, out=np.empty((2, 4, 6, 7))), ValueError, r"out must have the result's shape \(2, 4, 6, 6\), got shape \(2, 4, 6, 7\)"),
     "out-unbatched-shape": (lambda: convkit.conv2d(X[0], W, groups=2, out=np.empty((1, 4, 6, 6))), ValueError, r"out must have the result's shape \(4, 6, 6\), got shape \(1, 4, 6, 6\)"),
     "out-strided": (lambda: convkit.conv2d(X, W, groups=2, out=np.empty((2, 4, 6, 12))[..., ::2]), ValueError, r"out must be C-contiguous, got strides"),
-    "out-read-only": (lambda: convkit.conv2d(X, W, groups=2, out=np.broadcast_to(np.empty(1), (2, 4, 6, 6))), ValueError, r"out must (be C-contiguous|be writeable)"),
+    "out-broadcast": (lambda: convkit.conv2d(X, W, groups=2, out=np.broadcast_to(np.empty(1), (2, 4, 6, 6))), ValueError, r"out must be C-contiguous, got strides \(0, 0, 0, 0\)"),
+    "out-read-only": (lambda: convkit.conv2d(X, W, groups=2, out=_read_only((2, 4, 6, 6))), ValueError, r"out must be writeable, got a read-only array"),
     "out-overlaps-input": (lambda: (lambda x: convkit.conv2d(x, np.zeros((4, 1, 1, 1)), groups=4, out=x))(np.zeros((2, 4, 6, 6))), ValueError, r"out must not share memory with input"),
     "out-overlaps-weight": (lambda: (lambda w: convkit.conv2d(np.zeros((1, 1, 1, 1)), w, out=w))(np.zeros((1, 1, 1, 1))), ValueError, r"out must not share memory with weight"),
     "transpose-out-shape": (lambda: convkit.conv_transpose2d(X, np.zeros((6, 2, 3, 3)), out=np.empty((2, 2, 9, 9))), ValueError, r"out must have the result's shape \(2, 2, 10, 10\), got shape \(2, 2, 9, 9\)"),
