@@ -219,3 +219,47 @@ def test_import_does_not_import_torch():
     code = "import sys, convkit; convkit.conv2d([[[[1.0]]]], [[[[2.0]]]]); " \
            "sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+FORK_SCRIPT = """
+import os, numpy as np, numba, convkit
+from numba.np.ufunc import parallel
+x, w = np.ones((1, 4, 9, 9)), np.ones((4, 1, 3, 3))
+convkit.conv2d(x, w, padding=1, groups=4)  # a Numba parallel kernel: its threads now run
+gnu = parallel.threading_layer() == "omp" and getattr(
+    __import__("numba.np.ufunc.omppool", fromlist=["x"]), "openmp_vendor", "") == "GNU"
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        out = convkit.conv2d(x, w, padding=1, groups=4)
+        result = f"ran {out.sum()}"
+    except RuntimeError as err:
+        result = f"refused {err}"
+    dense = convkit.conv2d(np.ones((1, 3, 9, 9)), np.ones((4, 3, 3, 3)))  # BLAS route
+    os.write(write, f"{result}|{dense.sum()}".encode())
+    os._exit(0)
+os.close(write)
+message = os.read(read, 4096).decode()
+os.waitpid(pid, 0)
+print(("gnu" if gnu else "other") + "|" + message)
+"""
+
+
+def test_forked_child_gets_an_error_not_a_kill():
+    """A process forked after convkit ran a Numba parallel kernel: on GNU OpenMP (which
+    cannot run in the child; Numba would SIGTERM it) the parallel kernels raise a
+    RuntimeError naming the ways out, and the BLAS routes still run; on a fork-safe
+    threading layer the child just computes."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    layer, child, dense = done.stdout.strip().split("|")
+    assert float(dense) == 27 * 4 * 7 * 7  # every output of the all-ones 3x3x3 sums 27
+    if layer == "gnu":
+        assert child.startswith("refused convkit cannot run this parallel kernel"), child
+        assert "'spawn'" in child and "forked" in child
+    else:  # each tap (di, dj) of 9x9 ones padded by 1 covers (9 - |di|) * (9 - |dj|) pixels
+        assert child == f"ran {4 * (8 + 9 + 8) ** 2:.1f}", child

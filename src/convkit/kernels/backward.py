@@ -40,6 +40,7 @@ from numba import njit, prange, uint64
 from ..spec import ConvSpec, PaddingMode
 from . import Problem, blas, gemm, grouped_grad, run, winograd
 from .direct import _pad_planes, parallel_blocks
+from .forksafe import parallel_kernel
 from .grouped import wrapped_columns
 
 
@@ -169,6 +170,7 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     return grad
 
 
+@parallel_kernel
 @njit(parallel=True, cache=True)
 def _fold_planes(padded, grad, rows, cols, top, left):
     """grad[n, c] = padded[n, c] folded through the padding maps (one task per plane)."""
@@ -245,6 +247,7 @@ def _col2im(buf, grad, kh, kw, oh0, oh1, out_w, rows, cols, sh, sw, dh, dw):
                             grad[c, r, q] += src[(oh - oh0) * out_w + ow]
 
 
+@parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
 def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, top, left):
     """Per (sample, group): scatter every output gradient times every tap into a padded
@@ -275,6 +278,7 @@ def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, to
             _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, top, left)
 
 
+@parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
 def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blocks):
     """The small-group input gradient at a stride, gathered instead of scattered, where
@@ -446,6 +450,7 @@ def _add_interior(source, target, sw, left):
         target[k] += source[c % sw, c // sw]
 
 
+@parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
 def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, groups):
     """Per group: the padded input planes split into stride phases (padded pixel ``(r, c)``
@@ -512,6 +517,7 @@ def _in_place(p) -> bool:
             and (zeros or p.spec.pads == ((0, 0), (0, 0))))
 
 
+@parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
 def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, groups):
     """``_weight_grad_flat`` for zero padding with ``W_out == W / sw``: the output gradient's

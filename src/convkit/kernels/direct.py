@@ -37,6 +37,8 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
+from .forksafe import parallel_kernel
+
 
 # (kH, kW, sH, sW, dH, dW) with a kernel of their own.
 SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
@@ -168,7 +170,7 @@ def _specialised(KH, KW, SH, SW, DH, DW):
                         for ow in range(out_w):
                             of[dst + uint64(ow)] = buffer[src + uint64(ow)]
 
-    return specialised_kernel
+    return parallel_kernel(specialised_kernel)
 
 
 @lru_cache(maxsize=None)
@@ -251,7 +253,7 @@ def _stride2(KH, KW, DH, DW):
                                             s += wc[i, j] * xf[uint64(plane + source * width + c)]
                                 of[orow + uint64(ow)] = s
 
-    return stride2_kernel
+    return parallel_kernel(stride2_kernel)
 
 
 @njit(inline="always")
@@ -301,6 +303,7 @@ def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scr
                         scratch[dq + uint64(pc * plane + qc)] = xf[s0 + uint64(qc * SW + pc)]
 
 
+@parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
 def _any_geometry(x, w, b, out, rows, cols, sh, sw, dh, dw, groups):
     """Any geometry, read at run time: one pass over each output row per tap.  Indices are

@@ -89,6 +89,7 @@ from numba import njit, prange, uint64
 
 from ..spec import PaddingMode
 from .direct import SPECIALISED, _geometry, parallel_blocks
+from .forksafe import parallel_kernel
 
 TILE = 1024  # flat positions per tile
 SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
@@ -244,7 +245,7 @@ def _kernel(KH, KW, DH, DW, CU, MASKED):
                             for ow in range(out_w):  # unsigned: no wraparound checks
                                 dst[d + uint64(ow)] = src[w0 + uint64(ow)]
 
-    return grouped_kernel
+    return parallel_kernel(grouped_kernel)
 
 
 @njit(inline="always")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from .forksafe import parallel_kernel
 from .grouped import pad_plane
 
 STAGE_BYTES = 512 << 10  # staged input and output-gradient rows of one task
@@ -57,6 +58,7 @@ def weight_and_bias_gradients(grad_out, x, p):
     return grad, bias.astype(p.dtype)
 
 
+@parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
 def _weight_grad(grad_out, x, grad, bias, rows, cols, left, groups, dh, dw, chunk):
     n, c_out, out_h, out_w = grad_out.shape
