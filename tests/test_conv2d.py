@@ -222,44 +222,71 @@ def test_import_does_not_import_torch():
 
 
 FORK_SCRIPT = """
-import os, numpy as np, numba, convkit
-from numba.np.ufunc import parallel
-x, w = np.ones((1, 4, 9, 9)), np.ones((4, 1, 3, 3))
-convkit.conv2d(x, w, padding=1, groups=4)  # a Numba parallel kernel: its threads now run
-gnu = parallel.threading_layer() == "omp" and getattr(
-    __import__("numba.np.ufunc.omppool", fromlist=["x"]), "openmp_vendor", "") == "GNU"
+import os, numpy as np, convkit
+from convkit import kernels
+from convkit.kernels import forksafe
+rng = np.random.default_rng(0)
+CASES = [  # (input, weight shapes, settings): depthwise, strided, grouped, reflect, dense
+    ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    ((2, 6, 10, 8), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6)),
+    ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2)),
+    ((2, 12, 9, 9), (12, 2, 3, 3), dict(padding=2, dilation=2, groups=6, padding_mode="reflect")),
+    ((2, 6, 9, 8), (6, 1, 2, 3), dict(padding=(1, 2), groups=6)),
+    ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1)),
+    ((2, 5, 9, 9), (7, 5, 3, 3), dict(stride=2, padding=1)),
+]
+def compute():
+    results = []
+    for xs, ws, settings in CASES:
+        r = np.random.default_rng(sum(xs) + sum(ws))
+        x, w = r.standard_normal(xs), r.standard_normal(ws)
+        out = convkit.conv2d(x, w, **settings)
+        results.append([out, *convkit.conv2d_backward(np.cos(out), x, w, **settings)])
+    return results
+parent = compute()  # Numba's parallel kernels ran: its threads exist in this process only
 read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
+    lost = forksafe.threads_lost()
     try:
-        out = convkit.conv2d(x, w, padding=1, groups=4)
-        result = f"ran {out.sum()}"
+        error = max(float(np.abs(a - b).max() / np.abs(b).max())
+                    for got, want in zip(compute(), parent) for a, b in zip(got, want))
+        result = f"{error:.3g}"
+    except Exception as err:
+        result = f"failed {type(err).__name__}: {err}"
+    x, w = np.ones((1, 4, 9, 9)), np.ones((4, 1, 3, 3))
+    problem = kernels.Problem.of(x.shape, w.shape, convkit.spec.parse_settings(
+        padding=1, groups=4).resolve((3, 3), (9, 9)), np.float64)
+    try:  # the direct kernel itself, past the table
+        kernels.run(x, w, None, problem, kernel=kernels.KERNELS[1])
+        guard = "launched"
     except RuntimeError as err:
-        result = f"refused {err}"
-    dense = convkit.conv2d(np.ones((1, 3, 9, 9)), np.ones((4, 3, 3, 3)))  # BLAS route
-    os.write(write, f"{result}|{dense.sum()}".encode())
+        guard = f"refused {err}"
+    os.write(write, f"{lost}|{result}|{kernels.choose(problem).name}|{guard}".encode())
     os._exit(0)
 os.close(write)
-message = os.read(read, 4096).decode()
+message = os.read(read, 8192).decode()
 os.waitpid(pid, 0)
-print(("gnu" if gnu else "other") + "|" + message)
+print(message)
 """
 
 
-def test_forked_child_gets_an_error_not_a_kill():
-    """A process forked after convkit ran a Numba parallel kernel: on GNU OpenMP (which
-    cannot run in the child; Numba would SIGTERM it) the parallel kernels raise a
-    RuntimeError naming the ways out, and the BLAS routes still run; on a fork-safe
-    threading layer the child just computes."""
+def test_forked_child_routes_around_the_numba_threads():
+    """A process forked after convkit ran its Numba parallel kernels.  On GNU OpenMP (which
+    cannot run in the child: Numba would SIGTERM it, and a multiprocessing pool would hang)
+    the child routes every layer, forward and backward, onto the BLAS kernels and gets the
+    parent's numbers; a parallel kernel reached directly raises a RuntimeError naming the
+    ways out.  On a fork-safe threading layer the child just uses its kernels."""
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    layer, child, dense = done.stdout.strip().split("|")
-    assert float(dense) == 27 * 4 * 7 * 7  # every output of the all-ones 3x3x3 sums 27
-    if layer == "gnu":
-        assert child.startswith("refused convkit cannot run this parallel kernel"), child
-        assert "'spawn'" in child and "forked" in child
-    else:  # each tap (di, dj) of 9x9 ones padded by 1 covers (9 - |di|) * (9 - |dj|) pixels
-        assert child == f"ran {4 * (8 + 9 + 8) ** 2:.1f}", child
+    lost, error, route, guard = done.stdout.strip().split("|")
+    assert float(error) < 1e-12, error  # same numbers, other kernels
+    if lost == "True":
+        assert route == "gemm"
+        assert guard.startswith("refused convkit cannot run this parallel kernel here"), guard
+        assert "'spawn'" in guard and "forked" in guard
+    else:
+        assert route == "direct" and guard == "launched"

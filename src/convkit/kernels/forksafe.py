@@ -5,9 +5,11 @@ OpenMP cannot run in a child made by ``fork()`` after the parent used it: the ch
 none of the parent's worker threads.  Numba then prints "Terminating: fork() called from a process
 already using GNU OpenMP, this is unsafe." and kills the child with SIGTERM, and a
 ``multiprocessing.Pool`` (``fork`` is Linux's default start method up to Python 3.13)
-waits forever for the task it lost.  So convkit notes such a fork, and each of its
-parallel kernels raises a RuntimeError naming the ways out instead of launching.  Routes
-with no Numba parallel kernel (BLAS products, Winograd) keep working in the child.
+waits forever for the task it lost.  So convkit notes such a fork (:func:`threads_lost`),
+and the kernel table and the gradients then route around the Numba parallel kernels onto
+the BLAS ones (GEMM, Winograd): the same numbers within rounding, depthwise and grouped
+layers slower.  Each parallel kernel also checks before it launches and raises a
+RuntimeError naming the ways out, should a route ever reach one.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import sys
 from functools import wraps
 
 FORKED_AFTER_OPENMP = (
-    "convkit cannot run this parallel kernel: this process was forked from one that had "
+    "convkit cannot run this parallel kernel here: this process was forked from one that had "
     "already run convkit's kernels on Numba's GNU OpenMP threading layer, which does not "
     "work in a forked child (Numba would terminate the process). Start worker processes "
     "with multiprocessing's 'spawn' or 'forkserver' method "
@@ -26,12 +28,17 @@ FORKED_AFTER_OPENMP = (
 _state = {"forked_after_openmp": False}
 
 
+def threads_lost() -> bool:
+    """Is this a child forked after GNU OpenMP ran, where Numba's parallel kernels cannot?"""
+    return _state["forked_after_openmp"]
+
+
 def parallel_kernel(dispatcher):
     """``dispatcher`` (a Numba ``parallel=True`` function, called from Python) behind a check
     that this process may launch it."""
     @wraps(dispatcher.py_func)
     def launch(*args):
-        if _state["forked_after_openmp"]:
+        if threads_lost():
             raise RuntimeError(FORKED_AFTER_OPENMP)
         return dispatcher(*args)
     launch.dispatcher = dispatcher
