@@ -20,7 +20,7 @@ import numpy as np
 
 from ..padding import index_map
 from ..spec import ConvSpec
-from . import direct, forksafe, gemm, grouped, reference, winograd
+from . import direct, gemm, grouped, reference, winograd
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,6 @@ class Kernel:
     name: str
     supports: Callable[[Problem], bool]
     run: Callable[..., np.ndarray]
-    numba_threads: bool = False  # a Numba parallel kernel: skipped where forksafe says so
 
 
 def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
@@ -103,11 +102,9 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               cache-sized im2col bands copied from padded stride-phase planes, times W;
 #               BLAS single-threaded on convkit's own threads (kernels/blas.py)
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
-# In a child forked after GNU OpenMP ran (kernels/forksafe.py) the Numba parallel kernels
-# (numba_threads: grouped, direct) are skipped: winograd or gemm take their problems.
 KERNELS = (
-    Kernel("grouped", grouped.supports, grouped.run, numba_threads=True),
-    Kernel("direct", direct.supports, direct.run, numba_threads=True),
+    Kernel("grouped", grouped.supports, grouped.run),
+    Kernel("direct", direct.supports, direct.run),
     Kernel("winograd", winograd.supports, winograd.run),
     Kernel("gemm", gemm.supports, gemm.run),
     Kernel("reference", lambda p: True, _reference_run),
@@ -115,9 +112,8 @@ KERNELS = (
 
 
 def choose(problem: Problem) -> Kernel:
-    lost = forksafe.threads_lost()  # a forked child: the BLAS kernels only
     for kernel in KERNELS:
-        if kernel.supports(problem) and not (lost and kernel.numba_threads):
+        if kernel.supports(problem):
             return kernel
     raise AssertionError("the reference kernel accepts every problem")
 

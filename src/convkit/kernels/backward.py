@@ -40,7 +40,7 @@ from numba import njit, prange, uint64
 from ..spec import ConvSpec, PaddingMode
 from . import Problem, blas, gemm, grouped_grad, run, winograd
 from .direct import _pad_planes, parallel_blocks
-from .forksafe import parallel_kernel, threads_lost
+from .forksafe import parallel_kernel
 from .grouped import wrapped_columns
 
 
@@ -60,11 +60,10 @@ def input_gradient(grad_out, w, p, out=None):
         return _grad_array(p, out, zeroed=True)
     if _pointwise(p):
         return _pointwise_input_gradient(grad_out, w, p, out)
-    lost = threads_lost()  # a forked child: no Numba parallel kernel (kernels/forksafe.py)
-    if p.spec.stride == (1, 1) and (_correlation_inside(p) or not lost):  # folds: parallel
+    if p.spec.stride == (1, 1):
         return _correlation_input_gradient(grad_out, w, p, out)
     geometry = _geometry(p)
-    if _direct(p) and not lost:  # sets every input pixel: no zero fill
+    if _direct(p):  # sets every input pixel: no zero fill
         grad = _grad_array(p, out, zeroed=False)
         (top, _), (left, _) = p.spec.pads
         if _in_place(p):
@@ -156,7 +155,8 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     flipped = w.reshape(g, og, cg, p.kh, p.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     flipped = np.ascontiguousarray(flipped.reshape(g * cg, og, p.kh, p.kw))
     extent = ((p.kh - 1) * dh, (p.kw - 1) * dw)
-    inside = _correlation_inside(p)
+    inside = p.spec.padding_mode is PaddingMode.ZEROS and all(
+        lo <= e and hi <= e for (lo, hi), e in zip(p.spec.pads, extent))
     pads = tuple((e - lo, e - hi) if inside else (e, e)
                  for (lo, hi), e in zip(p.spec.pads, extent))
     spec = ConvSpec((1, 1), pads, p.spec.dilation, g, PaddingMode.ZEROS)
@@ -168,14 +168,6 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     grad = _grad_array(p, out, zeroed=False)
     _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0])
     return grad
-
-
-def _correlation_inside(p) -> bool:
-    """Is the stride-1 input gradient the correlation itself (zero padding of at most the
-    dilated kernel extent), with no fold back through the padding?"""
-    extent = ((p.kh - 1) * p.spec.dilation[0], (p.kw - 1) * p.spec.dilation[1])
-    return p.spec.padding_mode is PaddingMode.ZEROS and all(
-        lo <= e and hi <= e for (lo, hi), e in zip(p.spec.pads, extent))
 
 
 @parallel_kernel
@@ -200,10 +192,9 @@ def weight_and_bias_gradients(grad_out, x, p):
                 np.zeros(p.c_out, dtype=p.dtype))
     if _pointwise(p):
         return _pointwise_weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
-    lost = threads_lost()  # a forked child: no Numba parallel kernel (kernels/forksafe.py)
-    if grouped_grad.supports(p) and not lost:
+    if grouped_grad.supports(p):
         return grouped_grad.weight_and_bias_gradients(grad_out, x, p)
-    if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)) and not lost:
+    if p.spec.groups > 1 and (p.spec.stride == (1, 1) or _direct(p)):
         grad = np.zeros((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
         bias = np.zeros(p.c_out)  # float64 sums
         if _in_place(p):
