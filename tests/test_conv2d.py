@@ -223,7 +223,6 @@ def test_import_does_not_import_torch():
 
 FORK_SCRIPT = """
 import os, numpy as np, convkit
-from convkit import kernels
 from convkit.kernels import direct, forksafe
 CASES = [  # (input, weight shapes, settings): depthwise, strided, grouped, reflect, dense
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),

@@ -61,9 +61,8 @@ def _conv2d(input, weight, bias, settings: ConvSettings, out=None) -> np.ndarray
     target = output_target(out, (problem.n, problem.c_out, problem.out_h, problem.out_w),
                            out_dtype, problem.dtype, unbatched,
                            input=(input, x), weight=(weight, w), bias=(bias, b))
-    if problem.n == 0:
-        result = target if target is not None else np.zeros(
-            (0, problem.c_out, problem.out_h, problem.out_w), dtype=x.dtype)
+    if problem.n == 0:  # nothing to compute (the kernels split work by samples)
+        result = problem.output(target)
     else:
         result = kernels.run(x, w, b, problem, out=target)
     return deliver(result, target, out, out_dtype, unbatched)
