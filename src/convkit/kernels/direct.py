@@ -102,14 +102,16 @@ def _specialised(KH, KW, SH, SW, DH, DW):
     Tap ``(i, j)`` reads phase ``((i*DH) % SH, (j*DW) % SW)`` at row offset ``i*DH // SH``
     and column offset ``j*DW // SW``.
 
-    From 5x5 up the taps, not memory, bound the layer (effnet-dw5x5: one zmm load per FMA,
+    At 5x5 the taps, not memory, bound the layer (effnet-dw5x5: one zmm load per FMA,
     ~1.3 cycles each), so there two output rows are computed per pass, over the ``wq``
     positions of each: output row ``r + 1`` is ``wq`` further in every phase plane, so the
     two share the input vectors of ``KH - 1`` tap rows (30 loads per 50 FMAs instead of
     50).  Their sums go to two separate buffers: stored into one, at a run-time distance
     ``wq`` apart, the loop lost its vectorisation (6x slower).  At 3x3 the pairs were 9%
-    slower (mbv2-dw3x3: rows of 58 leave a remainder per pair) and memory bounds anyway."""
-    PAIRS = KH >= 5
+    slower (mbv2-dw3x3: rows of 58 leave a remainder per pair) and memory bounds anyway.
+    At 7x7 a pair's body (98 multiply-adds) was not vectorised at all: 6.8x slower than
+    one row at a time (96 channels of 28x28: 5.9 against 0.87 ms), so only 5x5 pairs."""
+    PAIRS = KH == 5
 
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
