@@ -1,7 +1,7 @@
 """Every kernel against the reference on configurations that route to it; the table's routing."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import convkit
 from convkit import kernels, spec
@@ -59,7 +59,9 @@ OUT_ROUTES = [
     ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2, padding_mode="reflect"), "grouped",
      "padded"),
     ((2, 8, 9, 9), (8, 4, 3, 3), dict(groups=2), "grouped", "unpadded"),
-    ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6), "direct", "specialised"),
+    ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6), "direct", "masked"),
+    ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6, padding_mode="reflect"), "direct",
+     "specialised"),
     ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
     ((2, 6, 9, 10), (6, 1, 2, 3), dict(padding=1, groups=6), "direct", "any"),
     ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1), "winograd", None),
@@ -166,15 +168,55 @@ def check_direct_path(x, w, b, path, **settings):
        pads=st.tuples(*[st.integers(0, 4)] * 4), mode=st.sampled_from(MODES),
        n=st.integers(1, 2), dtype=st.sampled_from([np.float32, np.float64]))
 def test_direct_row_pairs_against_reference(og, groups, k, s, d, h, half_w, pads, mode, n, dtype):
-    """Depthwise 5x5 and 7x7 outside the stride-2 kernel (stride 2 on odd widths): two output
-    rows per pass, odd and even output heights, the last unpaired row in the flat loop."""
+    """Depthwise 5x5 and 7x7 on the padded layout (outside the stride-2 and masked kernels):
+    5x5 two output rows per pass, odd and even output heights, the last unpaired row in the
+    flat loop; 7x7 one row at a time."""
+    top, bottom, left, right = pads
+    assume(not (s == 1 and mode == "zeros" and left + right == (k - 1) * d))  # masked's
     rng = np.random.default_rng(og + 5 * h + 17 * half_w + 31 * k)
     x = rng.standard_normal((n, groups, h, 2 * half_w + 1)).astype(dtype)
     w = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
-    top, bottom, left, right = pads
     check_direct_path(x, w, b, "specialised", stride=s, padding=((top, bottom), (left, right)),
                       dilation=d, groups=groups, padding_mode=mode)
+
+
+@given(og=st.integers(1, 3), groups=st.integers(2, 4), k=st.sampled_from([1, 3, 5, 7]),
+       d=st.integers(1, 2), h=st.integers(1, 12), w=st.integers(1, 20),
+       left_share=st.floats(0, 1), rows=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       n=st.integers(1, 2), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_masked_against_reference(og, groups, k, d, h, w, left_share, rows, n, dtype):
+    """Depthwise stride 1 with zero padding that keeps the width, split any way between left
+    and right (widths down to 1: wrapped reads reaching several rows back), any rows of
+    padding: the masked kernel, written straight into the output."""
+    d = d if k > 1 else 1  # (1x1 with dilation 2 is not a specialised geometry)
+    rng = np.random.default_rng(og + 5 * h + 17 * w + 31 * k)
+    x = rng.standard_normal((n, groups, h, w)).astype(dtype)
+    weight = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    left = round(left_share * (k - 1) * d)
+    padding = (rows, (left, (k - 1) * d - left))
+    check_direct_path(x, weight, b, "masked", padding=padding, dilation=d, groups=groups)
+
+
+def test_direct_masked_only_within_its_scratch_budget():
+    """3x3 on 112x112 (153 KB of copies) lost 3-6% to the padded layout: the limit routes it
+    there; dilation 2 and 7x7 count their longer copies."""
+    def route(hw, k, d=1, dtype=np.float32):
+        return direct.path(problem_of((1, 8, hw, hw), (8, 1, k, k), dtype,
+                                      padding=(k - 1) * d // 2, dilation=d, groups=8))
+    assert [route(56, 3), route(112, 3), route(56, 7), route(56, 3, dtype=np.float64),
+            route(72, 7), route(28, 5, 2)] == [
+        "masked", "specialised", "masked", "masked", "specialised", "masked"]
+
+
+def test_direct_masked_needs_depthwise_and_the_same_width():
+    def route(c_in_per_group, padding, mode="zeros"):
+        return direct.path(problem_of((1, 4 * c_in_per_group, 9, 10), (4, c_in_per_group, 3, 3),
+                                      padding=padding, groups=4, padding_mode=mode))
+    assert [route(1, 1), route(2, 1), route(1, (1, 0)), route(1, 1, "replicate"),
+            route(1, ((0, 0), (2, 0)))] == [
+        "masked", "specialised", "specialised", "specialised", "masked"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -199,19 +241,24 @@ def test_direct_stride2_only_on_even_widths():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES + ["masked"])
 @pytest.mark.parametrize("k", [3, 5])
 def test_direct_scratch_reused_across_many_tasks(k, mode, dtype):
     """Many (sample, group) tasks per parallel block: the zeroed scratch is reused, its
-    zero-padding positions written once; a task must not see the previous one's pixels."""
+    zero-padding positions written once; a task must not see the previous one's pixels
+    (``masked``: zero "same" padding, on the masked kernel)."""
     import numba
     rng = np.random.default_rng(k)
     x = rng.standard_normal((3, 40, 9, 10)).astype(dtype)
     w = rng.standard_normal((40, 1, k, k)).astype(dtype)
     b = rng.standard_normal(40).astype(dtype)
     assert 3 * 40 >= 4 * min(3 * 40, 8 * numba.get_num_threads())  # >= 4 tasks per block
-    settings = dict(padding=((k // 2, 1), (2, k // 2)), groups=40, padding_mode=mode)
-    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == "specialised"
+    if mode == "masked":
+        settings = dict(padding=((k // 2, 1), (k // 2, k // 2)), groups=40)
+    else:
+        settings = dict(padding=((k // 2, 1), (2, k // 2 + 1)), groups=40, padding_mode=mode)
+    path = "masked" if mode == "masked" else "specialised"
+    assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == path
     out = run_kernel("direct", x, w, b, **settings)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
 
@@ -302,6 +349,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     code = ("import numpy as np, convkit\n"
             "x = np.ones((1, 4, 9, 9), np.float32)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4)\n"
+            "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4,\n"
+            "               padding_mode='reflect')\n"
             "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
             "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"
             "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
@@ -316,8 +365,9 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, check=True)
     log = second.stdout + second.stderr
-    for kernel in ("specialised_kernel", "_any_geometry"):
-        assert f"direct.{kernel}" in log or f"specialised.locals.{kernel}" in log, kernel
+    for kernel in ("_specialised.locals.specialised_kernel", "_masked.locals.masked_kernel",
+                   "direct._any_geometry"):
+        assert kernel in log, kernel
     for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
         assert f"winograd_transforms.{kernel}" in log, kernel
     for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",

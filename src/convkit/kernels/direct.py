@@ -24,6 +24,12 @@ share one kernel whose geometry is read at run time: exact and parallel, a few
 times slower, compiled once (so a test suite that draws many geometries compiles
 two kernels, not hundreds).
 
+Depthwise stride 1 with zero "same" padding (the width kept: MobileNet's and EfficientNet's
+stride-1 layers) has a kernel of its own, ``_masked``: the flat plane at the input's own
+pitch *is* the output plane, so the sums go straight into the output -- no padded
+columns, no copy-out -- at the price of one masked copy of each input plane per tap
+column (see its docstring).
+
 Stride 2 on an even input width (MobileNet's strided depthwise layers) has a kernel of
 its own, ``_stride2``: the row-by-row phase split above cost most of its time, so there
 each plane is split into its two column phases in one flat loop and the rows are read at
@@ -37,12 +43,16 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
+from ..spec import PaddingMode
 from .forksafe import parallel_kernel
 
 
 # (kH, kW, sH, sW, dH, dW) with a kernel of their own.
 SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
                         for d in (1, 2)) | {(1, 1, 1, 1, 1, 1)}
+# The masked kernel's kW copies of one padded plane, per parallel block: 3x3 on 56x56 (39 KB)
+# gains, on 112x112 (153 KB) it loses 3-6% to the padded layout (see _masked).
+MASKED_BYTES = 128 << 10
 
 
 def supports(problem) -> bool:
@@ -64,11 +74,24 @@ def _geometry(p):
 
 
 def path(p) -> str:
-    """Which of this module's kernels runs ``p``: ``stride2`` (a specialised stride-2 geometry
-    on an even input width), ``specialised`` (another geometry in ``SPECIALISED``) or ``any``."""
+    """Which of this module's kernels runs ``p``: ``masked`` (depthwise, stride 1, zero
+    padding that keeps the width, a specialised geometry, scratch within ``MASKED_BYTES``),
+    ``stride2`` (a specialised stride-2 geometry on an even input width), ``specialised``
+    (another geometry in ``SPECIALISED``) or ``any``."""
     if _geometry(p) not in SPECIALISED:
         return "any"
+    if p.spec.stride == (1, 1) and _masked_fits(p):
+        return "masked"
     return "stride2" if p.spec.stride == (2, 2) and p.w % 2 == 0 else "specialised"
+
+
+def _masked_fits(p) -> bool:
+    spec = p.spec
+    (top, bottom), _ = spec.pads
+    zeros = spec.padding_mode is PaddingMode.ZEROS or not any(sum(spec.pads, ()))
+    copies = p.kw * ((top + p.h + bottom) * p.w + (p.kw - 1) * spec.dilation[1])
+    return (p.group_in == 1 and zeros and p.out_w == p.w
+            and copies * p.dtype.itemsize <= MASKED_BYTES)
 
 
 def run(x, w, b, p, out=None):
@@ -79,7 +102,10 @@ def run(x, w, b, p, out=None):
     out = p.output(out)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     kind = path(p)
-    if kind == "stride2":
+    if kind == "masked":
+        blocks = parallel_blocks(p.n * spec.groups)
+        _masked(p.kh, p.kw, dh, dw)(x, w, bias, out, top, left, rows.size, spec.groups, blocks)
+    elif kind == "stride2":
         blocks = parallel_blocks(p.n * spec.groups)
         _stride2(p.kh, p.kw, dh, dw)(x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
     elif kind == "specialised":
@@ -94,6 +120,74 @@ def parallel_blocks(tasks: int) -> int:
     """Blocks of (sample, group) tasks for a ``prange``: each block allocates its scratch
     once; several per thread so a core the OS takes away delays only a few."""
     return min(tasks, 8 * numba.get_num_threads())
+
+
+@lru_cache(maxsize=None)
+def _masked(KH, KW, DH, DW):
+    """Depthwise (one input channel per group, any depth multiplier), stride 1, zero padding
+    with ``W_out == W`` ("same" width: ``left + right == (kW - 1) * dW``; any rows of
+    padding): the output plane is computed as one flat vector at the *input's own pitch*,
+    so the flat plane is the output plane itself: stored straight into it, with no padded
+    columns to compute and no copy-out (grouped.py's ``masked`` layout, for one channel).
+
+    Tap ``(i, j)`` reads column offset ``dj = j*dW - left``.  At the pitch ``W`` a read past
+    a row's end lands on the next row's first columns (``dj > 0``), one before its start on
+    the previous row's last columns (``dj < 0``), and those must read as the zero padding.
+    So each input plane is copied once per tap column, ``kW`` flat copies between zero
+    padding rows and zero slack, each with the ``|dj|`` columns such wrapped reads land on
+    zeroed.  The copies are whole-plane loops (rows of 28 or 56 left the padded layout's row
+    copies mostly scalar) that zero through a select on a per-block table of kept columns
+    (zeroing the columns in a second, strided pass cost 12% on effnet), and are shared by
+    the depth multiplier's output channels.
+
+    Against the padded layout (``_specialised``), kernels alone, interleaved, 2 threads:
+    effnet 5x5 on 28x28 0.88-0.90x the time, mbv2 3x3 on 56x56 0.93-1.0x, 3x3 on 14x14
+    0.59-0.61x, 5x5 on 14x14 0.44-0.47x, 3x3 on 7x7 0.55x; on one thread 1.04x, 0.96x, 0.62x, 0.47x,
+    0.54x.  3x3 on 112x112 (150 KB of copies) was 1.03-1.06x: hence ``MASKED_BYTES``.
+    One load per multiply-add: the padded layout's row pairs (which share loads) did not
+    vectorise here -- rows of 28 leave a pair's loop a scalar remainder, and pairs run over
+    16-aligned spans stored at a run-time distance into the output were 6x slower."""
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def masked_kernel(x, w, b, out, top, left, padded_h, groups, blocks):
+        n, c_out, out_h, width = out.shape
+        h = x.shape[2]
+        og = c_out // groups
+        xf, of = x.reshape(-1), out.reshape(-1)
+        plen = padded_h * width + (KW - 1) * DW  # a copy: left slack, padded rows, right slack
+        hw, span = h * width, out_h * width
+        tasks = n * groups
+        for block in prange(blocks):  # scratch allocated once per block, not per task
+            scratch = np.zeros(KW * plen, dtype=out.dtype)  # padding rows and slack stay zero
+            zero = scratch[0]  # the dtype's zero (a literal 0 would promote float32)
+            keep = np.empty(KW * hw, dtype=np.uint8)  # copy j keeps input column q?
+            for j in range(KW):
+                dj = j * DW - left
+                for r in range(h):
+                    for q in range(width):
+                        keep[j * hw + r * width + q] = 0 <= q - dj < width
+            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                ni, g = task // groups, task % groups
+                src = uint64(task * hw)  # one input channel per group: plane number = task
+                for j in range(KW):
+                    d, m = uint64(j * plen + left + top * width), uint64(j * hw)
+                    for t in range(hw):
+                        ut = uint64(t)
+                        v = xf[src + ut]
+                        scratch[d + ut] = v if keep[m + ut] else zero
+                for co in range(g * og, (g + 1) * og):
+                    wc, bias = w[co, 0], b[co]
+                    o0 = uint64((ni * c_out + co) * span)
+                    for t in range(span):
+                        ut = uint64(t)
+                        s = bias
+                        for i in range(KH):
+                            for j in range(KW):
+                                s += wc[i, j] * scratch[ut + uint64(j * plen + j * DW)
+                                                        + uint64(i * DH * width)]
+                        of[o0 + ut] = s
+
+    return parallel_kernel(masked_kernel)
 
 
 @lru_cache(maxsize=None)
