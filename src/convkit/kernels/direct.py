@@ -220,8 +220,10 @@ def _specialised(KH, KW, SH, SW, DH, DW):
     ``wq`` apart, the loop lost its vectorisation (6x slower).  At 3x3 the pairs were 9%
     slower (mbv2-dw3x3: rows of 58 leave a remainder per pair) and memory bounds anyway.
     At 7x7 a pair's body (98 multiply-adds) was not vectorised at all: 6.8x slower than
-    one row at a time (96 channels of 28x28: 5.9 against 0.87 ms), so only 5x5 pairs."""
+    one row at a time (96 channels of 28x28: 5.9 against 0.87 ms), so only 5x5 pairs.
+    Wider kernels sum their taps in two passes, as ``_masked`` does (weights in registers)."""
     PAIRS = KH == 5
+    ROWS = min(KH, max(1, 28 // KW))  # tap rows per pass of the unpaired loop
 
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
@@ -268,7 +270,16 @@ def _specialised(KH, KW, SH, SW, DH, DW):
                         for t in range(2 * pairs * wq, span):  # unpaired rows: one flat loop
                             s = bias if first else wide[t]
                             ut = uint64(t) + base
-                            for i in range(KH):
+                            for i in range(ROWS):
+                                for j in range(KW):
+                                    phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
+                                    s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
+                                        (i * DH) // SH) * uwq + uint64((j * DW) // SW)]
+                            wide[t] = s
+                        for t in range(2 * pairs * wq, span if ROWS < KH else 0):  # 2nd pass
+                            s = wide[t]
+                            ut = uint64(t) + base
+                            for i in range(ROWS, KH):
                                 for j in range(KW):
                                     phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
                                     s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
