@@ -180,6 +180,17 @@ def summary_lines(rows, depthwise_target, grouped_target=None):
     return lines
 
 
+def grid_summary(rows):
+    """The depthwise grid's spread: geometric mean, and which layers lead (<= 0.7, the suite's
+    depthwise target) and which trail (> 1.0) the best peer."""
+    geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
+    ahead = [r["case"].name for r in rows if r["ratio"] <= 0.7]
+    behind = [f"{r['case'].name} {r['ratio']:.2f}" for r in rows if r["ratio"] > 1.0]
+    return [f"geometric mean ratio of {len(rows)} depthwise layers: {geo:.2f}",
+            f"{len(ahead)} at or below 0.7: " + (", ".join(ahead) or "none"),
+            f"{len(behind)} above 1.0: " + (", ".join(behind) or "none")]
+
+
 def write_report(results, mode, rows, header, summary, dtype_name):
     results.mkdir(parents=True, exist_ok=True)
     peers = [k for k in rows[0]["times"] if k != "convkit"]
@@ -233,7 +244,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("forward", "backward", "coldstart", "memory",
-                                           "dtypes"),
+                                           "dtypes", "depthwise"),
                         default="forward")
     parser.add_argument("--cases", default="", help="comma-separated substrings of case names")
     parser.add_argument("--repeat", type=int, default=15)
@@ -276,13 +287,14 @@ BUSY_LOAD = 0.5  # 1-minute load average above which another process is taking a
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .suite import SUITE
+    from .suite import DEPTHWISE_GRID, SUITE
 
+    pool = DEPTHWISE_GRID if args.mode == "depthwise" else SUITE
     wanted = [s for s in args.cases.split(",") if s]
-    cases = [c for c in SUITE if not wanted or any(s in c.name for s in wanted)]
+    cases = [c for c in pool if not wanted or any(s in c.name for s in wanted)]
     if not cases:
         raise SystemExit(f"--cases {args.cases!r} matches none of: "
-                         + ", ".join(c.name for c in SUITE))
+                         + ", ".join(c.name for c in pool))
     if args.mode in ("coldstart", "memory"):
         from . import process
         return process.main(args.mode, cases, args.results)
@@ -304,11 +316,15 @@ def main(argv=None) -> int:
     dtype = np.dtype(args.dtype).type
     repeat = 5 if args.quick else args.repeat
     roofline = measure_roofline(dtype)
-    header = header_lines(args.mode, args.dtype, repeat, roofline, load_before)
+    header = header_lines("backward" if args.mode == "backward" else "forward", args.dtype,
+                          repeat, roofline, load_before)
     print("\n".join(header), flush=True)
     if args.mode == "forward":
         rows = forward_rows(cases, dtype, repeat, roofline)
         summary = summary_lines(rows, depthwise_target=0.7)
+    elif args.mode == "depthwise":
+        rows = forward_rows(cases, dtype, repeat, roofline)
+        summary = grid_summary(rows)
     else:
         rows = backward_rows(cases, dtype, repeat, roofline)
         summary = summary_lines(rows, depthwise_target=0.8, grouped_target=0.8)

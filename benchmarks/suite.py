@@ -76,3 +76,23 @@ SUITE = [
     Case("effnet-dw5x5", 8, 240, 28, 240, 5, 1, 2, 240),
     Case("shufflenet-g8-1x1", 8, 240, 28, 240, 1, 1, 0, 8),
 ]
+
+
+def _depthwise(net, c, hw, k, s):
+    return Case(f"{net}-{c}@{hw}-{k}x{k}-s{s}", 8, c, hw, c, k, s, (k - 1) // 2, c)
+
+
+# ``--mode depthwise``: the depthwise layers of whole networks (batch 8, "same" padding), beyond
+# the suite's three: stride 2 and 7x7 / 14x14 planes are where a width-vectorised kernel runs
+# short rows.  Not part of issue 3's targets; it keeps the gaps measured.
+DEPTHWISE_GRID = [
+    _depthwise("mbv2", 32, 112, 3, 1), _depthwise("mbv2", 144, 56, 3, 2),
+    _depthwise("mbv2", 192, 28, 3, 1), _depthwise("mbv2", 192, 28, 3, 2),
+    _depthwise("mbv2", 384, 14, 3, 1), _depthwise("mbv2", 576, 14, 3, 2),
+    _depthwise("mbv2", 960, 7, 3, 1),
+    _depthwise("effnet", 144, 56, 5, 2), _depthwise("effnet", 240, 28, 3, 2),
+    _depthwise("effnet", 480, 14, 5, 1), _depthwise("effnet", 672, 14, 5, 2),
+    _depthwise("effnet", 1152, 7, 5, 1),
+    _depthwise("convnext", 96, 56, 7, 1), _depthwise("convnext", 192, 28, 7, 1),
+    _depthwise("convnext", 384, 14, 7, 1), _depthwise("convnext", 768, 7, 7, 1),
+]
