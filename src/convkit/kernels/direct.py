@@ -122,6 +122,13 @@ def parallel_blocks(tasks: int) -> int:
     return min(tasks, 8 * numba.get_num_threads())
 
 
+def pass_rows(kh, kw) -> int:
+    """Tap rows summed per pass over a plane: at most 28 weights, so they stay in vector
+    registers with the accumulator and input (all 7x7 rows at once: each multiply-add also
+    loaded its weight).  3x3 and 5x5 take one pass, 7x7 two (rows [0, 4), then [4, 7))."""
+    return min(kh, max(1, 28 // kw))
+
+
 @lru_cache(maxsize=None)
 def _masked(KH, KW, DH, DW):
     """Depthwise (one input channel per group, any depth multiplier), stride 1, zero padding
@@ -142,8 +149,8 @@ def _masked(KH, KW, DH, DW):
 
     Against the padded layout (``_specialised``), kernels alone, interleaved, 2 threads:
     effnet 5x5 on 28x28 0.88-0.90x the time, mbv2 3x3 on 56x56 0.93-1.0x, 3x3 on 14x14
-    0.59-0.61x, 5x5 on 14x14 0.44-0.47x, 3x3 on 7x7 0.55x; on one thread 1.04x, 0.96x, 0.62x, 0.47x,
-    0.54x.  3x3 on 112x112 (150 KB of copies) was 1.03-1.06x: hence ``MASKED_BYTES``.
+    0.59-0.61x, 5x5 on 14x14 0.44-0.47x, 3x3 on 7x7 0.55x; on one thread 1.04x, 0.96x,
+    0.62x, 0.47x, 0.54x.  3x3 on 112x112 (150 KB of copies) was 1.03-1.06x: hence ``MASKED_BYTES``.
     One load per multiply-add: the padded layout's row pairs (which share loads) did not
     vectorise here -- rows of 28 leave a pair's loop a scalar remainder, and pairs run over
     16-aligned spans stored at a run-time distance into the output were 6x slower.
@@ -154,7 +161,7 @@ def _masked(KH, KW, DH, DW):
     as its input).  ConvNeXt's 7x7 layers, 2 threads: 0.73-0.82x the time of one pass on
     56x56 to 7x7 planes.  Neither splitting a sum into two chains nor running the last
     partial vector again as a whole one gained anything."""
-    ROWS = min(KH, max(1, 28 // KW))  # tap rows per pass: at most 28 weights
+    ROWS = pass_rows(KH, KW)
 
     @njit(parallel=True, fastmath=True, cache=True)
     def masked_kernel(x, w, b, out, top, left, padded_h, groups, blocks):
@@ -223,7 +230,7 @@ def _specialised(KH, KW, SH, SW, DH, DW):
     one row at a time (96 channels of 28x28: 5.9 against 0.87 ms), so only 5x5 pairs.
     Wider kernels sum their taps in two passes, as ``_masked`` does (weights in registers)."""
     PAIRS = KH == 5
-    ROWS = min(KH, max(1, 28 // KW))  # tap rows per pass of the unpaired loop
+    ROWS = pass_rows(KH, KW)  # of the unpaired loop
 
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
