@@ -268,7 +268,7 @@ def header_lines(mode, dtype_name, repeat, roofline, load_before):
     ratio = ("convkit / best peer (seed cases: / torch's functional call)" if mode == "forward"
              else "convkit / torch")
     lines = [
-        (f"machine: {os.cpu_count()} cores, load average {load_before:.2f} at the start; "
+        (f"machine: {cpu()}, load average {load_before:.2f} at the start; "
          f"measured now: matrix product {roofline[0] / 1e9:.0f} GFLOP/s ({dtype_name}), "
          f"copy {roofline[1] / 1e9:.1f} GB/s (bytes read + written)"),
         (f"{dtype_name}, NCHW, median of {repeat} round-robin repeats; {peers}; convkit: "
@@ -280,6 +280,28 @@ def header_lines(mode, dtype_name, repeat, roofline, load_before):
         lines.append(f"WARNING: load average {load_before:.2f} before the run -- another process "
                      f"is using the cores, so these times are not comparable with an idle run")
     return lines
+
+
+def cpu() -> str:
+    """The cores the kernels ran on, and the vector width they were compiled for: tables from
+    different machines (this one has been an AMD Zen 4 and an Intel Emerald Rapids) differ
+    beyond noise."""
+    import llvmlite.binding as llvm
+
+    import convkit.kernels  # noqa: F401  (sets Numba's target features: kernels/vectors.py)
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    features = (os.environ.get("NUMBA_CPU_FEATURES")
+                or llvm.get_host_cpu_features().flatten()).split(",")
+    vectors = ("AVX-512" + (", 256-bit preference lifted" if "-prefer-256-bit" in features
+                            else "") if "+avx512f" in features else "no AVX-512")
+    return f"{os.cpu_count()} cores of {model} (LLVM: {llvm.get_host_cpu_name()}, {vectors})"
 
 
 BUSY_LOAD = 0.5  # 1-minute load average above which another process is taking a core
@@ -345,7 +367,7 @@ def dtype_report(cases, args) -> int:
 
     repeat = 5 if args.quick else args.repeat
     load_before = os.getloadavg()[0]
-    lines = [f"machine: {os.cpu_count()} cores, load average {load_before:.2f} at the start; "
+    lines = [f"machine: {cpu()}, load average {load_before:.2f} at the start; "
              f"convkit float32 and float64 round robin, median of {repeat}", "",
              "| case | float32 ms | float64 ms | float64 / float32 | with out=: float32 ms "
              "| float64 ms | float64 / float32 |", "|---|---|---|---|---|---|---|"]

@@ -20,7 +20,11 @@ import numpy as np
 
 from ..padding import index_map
 from ..spec import ConvSpec
-from . import direct, gemm, grouped, reference, winograd
+from .vectors import prefer_wide_vectors
+
+prefer_wide_vectors()  # before the first kernel module builds Numba's CPU target (vectors.py)
+
+from . import direct, gemm, grouped, reference, winograd  # noqa: E402
 
 
 @dataclass(frozen=True)
