@@ -62,7 +62,8 @@ OUT_ROUTES = [
     ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6), "direct", "masked"),
     ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6, padding_mode="reflect"), "direct",
      "specialised"),
-    ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
+    ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stacked"),
+    ((2, 6, 9, 34), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
     ((2, 6, 9, 10), (6, 1, 2, 3), dict(padding=1, groups=6), "direct", "any"),
     ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1), "winograd", None),
     ((2, 5, 8, 8), (7, 5, 1, 1), {}, "gemm", None),  # 1x1: products straight into out
@@ -148,6 +149,8 @@ def test_direct_stride2_against_reference(cg, og, groups, k, d, h, half_w, pads,
     w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
     top, bottom, left, right = pads
+    if mode == "zeros" or not any(pads):  # small zero-padded planes go to the stacked kernel
+        x = np.concatenate([x] * 6, axis=3)  # even, wider than direct.STACKED_WIDTH
     check_direct_path(x, w, b, "stride2", stride=2, padding=((top, bottom), (left, right)),
                       dilation=d, groups=groups, padding_mode=mode)
 
@@ -172,7 +175,9 @@ def test_direct_row_pairs_against_reference(og, groups, k, s, d, h, half_w, pads
     5x5 two output rows per pass, odd and even output heights, the last unpaired row in the
     flat loop; 7x7 one row at a time."""
     top, bottom, left, right = pads
-    assume(not (s == 1 and mode == "zeros" and left + right == (k - 1) * d))  # masked's
+    zeros = mode == "zeros" or not any(pads)
+    assume(not (s == 1 and zeros and left + right == (k - 1) * d))  # masked's
+    assume(not (s == 2 and zeros))  # the stacked kernel's (widths up to 19 here)
     rng = np.random.default_rng(og + 5 * h + 17 * half_w + 31 * k)
     x = rng.standard_normal((n, groups, h, 2 * half_w + 1)).astype(dtype)
     w = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
@@ -225,7 +230,8 @@ def test_direct_stride2_unbatched_non_contiguous(dtype):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((6, 20, 24)).astype(dtype)[:, ::-1, 2:22]  # odd strides, width 20
     w = rng.standard_normal((6, 1, 3, 3)).astype(dtype)
-    problem = problem_of((1, *x.shape), w.shape, dtype, stride=2, padding=1, groups=6)
+    problem = problem_of((1, *x.shape), w.shape, dtype, stride=2, padding=1, groups=6,
+                         padding_mode="reflect")
     assert direct.path(problem) == "stride2"
     out = convkit.conv2d(x, w, None, stride=2, padding=1, groups=6, padding_mode="reflect")
     assert_close(out, torch_conv2d(x, w, None, stride=2, padding=1, groups=6,
@@ -233,11 +239,70 @@ def test_direct_stride2_unbatched_non_contiguous(dtype):
 
 
 def test_direct_stride2_only_on_even_widths():
-    even = problem_of((1, 4, 9, 10), (4, 1, 3, 3), stride=2, padding=1, groups=4)
-    odd = problem_of((1, 4, 9, 11), (4, 1, 3, 3), stride=2, padding=1, groups=4)
+    even = problem_of((1, 4, 9, 10), (4, 1, 3, 3), stride=2, padding=1, groups=4,
+                      padding_mode="reflect")
+    odd = problem_of((1, 4, 9, 11), (4, 1, 3, 3), stride=2, padding=1, groups=4,
+                     padding_mode="reflect")
     unlisted = problem_of((1, 4, 9, 10), (4, 1, 2, 2), stride=2, groups=4)
     assert (direct.path(even), direct.path(odd), direct.path(unlisted)) == (
         "stride2", "specialised", "any")
+
+
+@given(cg=st.integers(1, 4), og=st.integers(1, 3), groups=st.integers(2, 4),
+       k=st.sampled_from([3, 5, 7]), d=st.integers(1, 2), h=st.integers(1, 20),
+       w=st.integers(1, 32), pads=st.tuples(*[st.integers(0, 3)] * 4), n=st.integers(1, 5),
+       budget=st.sampled_from([1, 4096, direct.STACKED_BYTES]),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_stacked_against_reference(cg, og, groups, k, d, h, w, pads, n, budget, dtype):
+    """Stride 2, zero padding, planes up to 32 wide: samples side by side in the phase planes,
+    in chunks of ``stacked_samples`` (a budget of 1 byte: one sample a task; 4 KB: chunks with
+    a partial last one), odd and even sizes, asymmetric pads."""
+    rng = np.random.default_rng(cg + 5 * og + 17 * h + 31 * w + n)
+    x = rng.standard_normal((n, cg * groups, h, w)).astype(dtype)
+    weight = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    top, bottom, left, right = pads
+    saved, direct.STACKED_BYTES = direct.STACKED_BYTES, budget
+    try:
+        check_direct_path(x, weight, b, "stacked", stride=2,
+                          padding=((top, bottom), (left, right)), dilation=d, groups=groups)
+    finally:
+        direct.STACKED_BYTES = saved
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_stacked_unbatched_non_contiguous(dtype):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 15, 30)).astype(dtype)[:, ::-1, 1::2]  # 15x15, odd strides
+    w = rng.standard_normal((12, 1, 5, 5)).astype(dtype)
+    b = rng.standard_normal(12).astype(dtype)
+    settings = dict(stride=2, padding=2, groups=6)
+    assert direct.path(problem_of((1, *x.shape), w.shape, dtype, **settings)) == "stacked"
+    assert_close(convkit.conv2d(x, w, b, **settings), torch_conv2d(x, w, b, **settings), dtype)
+
+
+def test_direct_stacked_only_on_small_zero_padded_planes():
+    """Stride 2 with zero padding (or none) up to ``STACKED_WIDTH`` wide; wider, or another
+    padding mode, on the stride-2 (even widths) or padded layout; stride 1 elsewhere."""
+    def route(width, mode="zeros", padding=1, stride=2, k=3):
+        return direct.path(problem_of((2, 8, 14, width), (8, 1, k, k), stride=stride,
+                                      padding=padding, groups=8, padding_mode=mode))
+    assert [route(14), route(28, k=5, padding=2), route(31), route(32), route(34), route(33),
+            route(14, "reflect"), route(14, "reflect", padding=0), route(14, stride=1)] == [
+        "stacked", "stacked", "stacked", "stacked", "stride2", "specialised", "stride2",
+        "stacked", "masked"]
+
+
+def test_direct_stacked_samples_per_task():
+    """Side by side as the budget allows, keeping 16 tasks where the batch has them."""
+    def chunk(n, c, hw, k, dtype=np.float32):
+        return direct.stacked_samples(problem_of((n, c, hw, hw), (c, 1, k, k), dtype, stride=2,
+                                                 padding=k // 2, groups=c))
+    # EfficientNet-B0's 672 channels on 14x14 at batch 8: one task per channel, all 8 samples
+    # (4 phases of 9x9, 1.3 KB each); 64 samples of 28x28 (4 of 15x15, 3.6 KB): 27 of them;
+    # 2 channels: 8 samples in 16 tasks, one each; float64 at 2.6 KB a sample: still all 8.
+    assert [chunk(8, 672, 14, 5), chunk(64, 96, 28, 3), chunk(8, 2, 14, 3),
+            chunk(8, 672, 14, 5, np.float64)] == [8, 27, 1, 8]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -352,6 +417,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4,\n"
             "               padding_mode='reflect')\n"
             "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
+            "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), stride=2, groups=4)\n"
             "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"
             "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
             "convkit.conv2d(np.ones((1, 3, 9, 9), np.float32),\n"
@@ -366,7 +432,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
                             text=True, check=True)
     log = second.stdout + second.stderr
     for kernel in ("_specialised.locals.specialised_kernel", "_masked.locals.masked_kernel",
-                   "direct._any_geometry"):
+                   "_stacked.locals.stacked_kernel", "direct._any_geometry"):
         assert kernel in log, kernel
     for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
         assert f"winograd_transforms.{kernel}" in log, kernel
