@@ -149,8 +149,9 @@ def test_direct_stride2_against_reference(cg, og, groups, k, d, h, half_w, pads,
     w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
     top, bottom, left, right = pads
-    if mode == "zeros" or not any(pads):  # small zero-padded planes go to the stacked kernel
+    if mode == "zeros" or not any(pads):  # the stacked kernel's, unless wide and 3x3
         x = np.concatenate([x] * 6, axis=3)  # even, wider than direct.STACKED_WIDTH
+        w = w[..., :3, :3].copy()
     check_direct_path(x, w, b, "stride2", stride=2, padding=((top, bottom), (left, right)),
                       dilation=d, groups=groups, padding_mode=mode)
 
@@ -282,15 +283,17 @@ def test_direct_stacked_unbatched_non_contiguous(dtype):
 
 
 def test_direct_stacked_only_on_small_zero_padded_planes():
-    """Stride 2 with zero padding (or none) up to ``STACKED_WIDTH`` wide; wider, or another
-    padding mode, on the stride-2 (even widths) or padded layout; stride 1 elsewhere."""
+    """Stride 2 with zero padding (or none) up to ``STACKED_WIDTH`` wide, and at any width
+    from 5x5 up; wider 3x3, or another padding mode, on the stride-2 (even widths) or padded
+    layout; stride 1 elsewhere."""
     def route(width, mode="zeros", padding=1, stride=2, k=3):
         return direct.path(problem_of((2, 8, 14, width), (8, 1, k, k), stride=stride,
                                       padding=padding, groups=8, padding_mode=mode))
     assert [route(14), route(28, k=5, padding=2), route(31), route(32), route(34), route(33),
-            route(14, "reflect"), route(14, "reflect", padding=0), route(14, stride=1)] == [
+            route(14, "reflect"), route(14, "reflect", padding=0), route(14, stride=1),
+            route(56, k=5, padding=2), route(113, k=7, padding=3), route(56, "reflect", k=5)] == [
         "stacked", "stacked", "stacked", "stacked", "stride2", "specialised", "stride2",
-        "stacked", "masked"]
+        "stacked", "masked", "stacked", "stacked", "stride2"]
 
 
 def test_direct_stacked_samples_per_task():

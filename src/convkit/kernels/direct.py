@@ -55,8 +55,10 @@ SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
 # The masked kernel's kW copies of one padded plane, per parallel block: 3x3 on 56x56 (39 KB)
 # gains, on 112x112 (153 KB) it loses 3-6% to the padded layout (see _masked).
 MASKED_BYTES = 128 << 10
-# Stride 2 with zero padding on planes at most this wide runs _stacked (see there): up to 28x28
-# it takes 0.2-0.9x _stride2's time; from 32x32 (3x3) _stride2's rows are long enough to win.
+# Stride 2 with zero padding runs _stacked (see there) on planes at most this wide, and with
+# kernels from 5x5 up on any plane: 3x3 up to 28x28 takes 0.5-0.9x _stride2's time, from 32x32
+# up _stride2's rows are long enough to win (1.1-1.7x); 5x5 and 7x7 0.2-0.6x up to 56x56,
+# 0.9x on 112x112.
 STACKED_WIDTH = 32
 # _stacked's phase planes of one task (the samples side by side), per parallel block.
 STACKED_BYTES = 96 << 10
@@ -84,13 +86,14 @@ def path(p) -> str:
     """Which of this module's kernels runs ``p``: ``masked`` (depthwise, stride 1, zero
     padding that keeps the width, a specialised geometry, scratch within ``MASKED_BYTES``),
     ``stacked`` (a specialised stride-2 geometry with zero padding on an input at most
-    ``STACKED_WIDTH`` wide), ``stride2`` (another specialised stride-2 geometry on an even
-    input width), ``specialised`` (another geometry in ``SPECIALISED``) or ``any``."""
+    ``STACKED_WIDTH`` wide or a kernel at least 5 wide), ``stride2`` (another specialised
+    stride-2 geometry on an even input width), ``specialised`` (another geometry in
+    ``SPECIALISED``) or ``any``."""
     if _geometry(p) not in SPECIALISED:
         return "any"
     if p.spec.stride == (1, 1) and _masked_fits(p):
         return "masked"
-    if p.spec.stride == (2, 2) and _zero_padded(p) and p.w <= STACKED_WIDTH:
+    if p.spec.stride == (2, 2) and _zero_padded(p) and (p.w <= STACKED_WIDTH or p.kw >= 5):
         return "stacked"
     return "stride2" if p.spec.stride == (2, 2) and p.w % 2 == 0 else "specialised"
 
@@ -244,8 +247,9 @@ def _masked(KH, KW, DH, DW):
 
 @lru_cache(maxsize=None)
 def _stacked(KH, KW, DH, DW):
-    """Stride 2, zero padding, small planes (MobileNet's and EfficientNet's strided layers on
-    14x14 and 28x28): the padded layout's flat loop (``_specialised``) over stride-phase
+    """Stride 2, zero padding, small planes or wide kernels (MobileNet's and EfficientNet's
+    strided layers on 14x14 and 28x28, EfficientNet's 5x5 ones on any plane): the padded
+    layout's flat loop (``_specialised``) over stride-phase
     planes, with the task's *samples side by side*.  A task is one group and up to
     ``stacked_samples`` samples: phase row ``q`` holds every sample's row ``q``, ``wq``
     columns each, so one flat loop over ``out_h`` rows of the whole pitch computes every
@@ -263,9 +267,11 @@ def _stacked(KH, KW, DH, DW):
     plain copy of the input, and half the time of the 3x3 layers.
 
     Against ``_stride2``, batch 8, 2 threads, interleaved (Emerald Rapids, 512-bit vectors):
-    3x3 on 384 channels of 14x14 to 28x28 0.51-0.91x the time, of 32x32 1.1x; 5x5 on 480
-    channels 0.21x on 14x14, 0.42-0.49x on 28x28 and 32x32 (hence ``STACKED_WIDTH``).
-    EfficientNet-B0's 672 channels of 5x5 on 14x14: 1.3 against 5.3 ms (ONNX Runtime 1.5)."""
+    3x3 on 384 channels of 14x14 to 28x28 0.51-0.91x the time, of 32x32 1.1x, 144 channels of
+    56x56 1.36x, 96 of 112x112 1.68x; 5x5 on 480 channels 0.21x on 14x14, 0.42-0.49x on 28x28
+    and 32x32, on 144 of 56x56 0.59x, on 96 of 112x112 0.92x; 7x7 on 96 of 56x56 0.46x (hence
+    the rule in ``path``).  EfficientNet-B0's 672 channels of 5x5 on 14x14: 1.3 against 5.3 ms
+    (ONNX Runtime 1.5)."""
     ROWS = pass_rows(KH, KW)
 
     @njit(parallel=True, fastmath=True, cache=True)
