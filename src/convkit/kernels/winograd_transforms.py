@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 
 class Variant(NamedTuple):
@@ -60,12 +60,16 @@ def _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, first,
 def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1,
                      v):
     """v[z, c, t] = (B^T d B)[z] for the 4x4 patch d of tile t = (sample, tile row, tile
-    col) of channel c; padded positions past the map's end read as zero."""
+    col) of channel c; padded positions past the map's end read as zero.  ``v`` is
+    C-contiguous.  The sums index flat arrays with unsigned offsets: through per-row views
+    (signed, wraparound-checked) both stages ran scalar."""
     span = 2 * tw + 2  # padded columns the tiles of one row read
     n_rows = tr1 - tr0
     head, inner_end = min(inner_lo, span), min(inner_hi, span)
     d = np.empty((4, span), dtype=x.dtype)
-    t_ = np.empty((4, span), dtype=x.dtype)
+    df, t_ = d.reshape(-1), np.empty(4 * span, dtype=x.dtype)
+    vf, tiles = v.reshape(-1), v.shape[2]
+    point, uspan = uint64(v.shape[1] * tiles), uint64(span)  # v's stride between points
     for task in range(nt * (c1 - c0)):
         s = task // (c1 - c0)
         c = c0 + task - s * (c1 - c0)
@@ -73,24 +77,25 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
         for tr in range(tr0, tr1):
             _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 2, tr, tr == tr0, d)
             first = (2 * tr) % 4
-            r0, r1, r2, r3 = d[first], d[first + 1], d[(first + 2) % 4], d[(first + 3) % 4]
+            a0, a1 = uint64(first) * uspan, uint64(first + 1) * uspan
+            a2, a3 = uint64((first + 2) % 4) * uspan, uint64((first + 3) % 4) * uspan
             for q in range(span):  # rows: B^T d
-                d0, d1, d2, d3 = r0[q], r1[q], r2[q], r3[q]
-                t_[0, q] = d0 - d2
-                t_[1, q] = d1 + d2
-                t_[2, q] = d2 - d1
-                t_[3, q] = d1 - d3
-            base = (s * n_rows + tr - tr0) * tw
+                uq = uint64(q)
+                d0, d1, d2, d3 = df[a0 + uq], df[a1 + uq], df[a2 + uq], df[a3 + uq]
+                t_[uq] = d0 - d2
+                t_[uspan + uq] = d1 + d2
+                t_[uint64(2) * uspan + uq] = d2 - d1
+                t_[uint64(3) * uspan + uq] = d1 - d3
+            base = uint64(c * tiles + (s * n_rows + tr - tr0) * tw)
             for a in range(4):  # columns: (B^T d) B
-                ta = t_[a]
-                v0, v1, v2, v3 = v[4 * a, c], v[4 * a + 1, c], v[4 * a + 2, c], v[4 * a + 3, c]
+                ta, o = uint64(a) * uspan, base + uint64(4 * a) * point
                 for tc in range(tw):
-                    e0, e1 = ta[2 * tc], ta[2 * tc + 1]
-                    e2, e3 = ta[2 * tc + 2], ta[2 * tc + 3]
-                    v0[base + tc] = e0 - e2
-                    v1[base + tc] = e1 + e2
-                    v2[base + tc] = e2 - e1
-                    v3[base + tc] = e1 - e3
+                    ut, e = uint64(tc), ta + uint64(2 * tc)
+                    e0, e1, e2, e3 = t_[e], t_[e + uint64(1)], t_[e + uint64(2)], t_[e + uint64(3)]
+                    vf[o + ut] = e0 - e2
+                    vf[o + point + ut] = e1 + e2
+                    vf[o + uint64(2) * point + ut] = e2 - e1
+                    vf[o + uint64(3) * point + ut] = e1 - e3
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -98,41 +103,50 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
     """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output.
     The even and odd output columns are computed as two contiguous rows and interleaved by
     a plain copy (the interleaved arithmetic stayed scalar: 8% slower overall on ResNet's
-    64-channel 3x3 stage)."""
-    out_h, out_w = out.shape[2], out.shape[3]
+    64-channel 3x3 stage).  ``m`` and ``out`` are C-contiguous and indexed flat with unsigned
+    offsets, as in :func:`_input_transform`."""
+    c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
     full = out_w // 2  # tile columns with both output columns inside
-    u = np.empty((2, 4, tw), dtype=m.dtype)
+    utw = uint64(tw)
+    u = np.empty(8 * tw, dtype=m.dtype)  # (A^T M)[i, b] for i < 2, b < 4, along the tiles
     even = np.empty(tw, dtype=m.dtype)
     odd = np.empty(tw, dtype=m.dtype)
+    mf, of = m.reshape(-1), out.reshape(-1)
+    point = uint64(m.shape[1] * m.shape[2])  # m's stride between points
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
         bo = bias[o]
+        plane = uint64(((n0 + s) * c_out + o) * out_h * out_w)
         for tr in range(tr0, tr1):
-            base = (s * n_rows + tr - tr0) * tw
+            base = uint64(o * m.shape[2] + (s * n_rows + tr - tr0) * tw)
             for b_ in range(4):  # rows: A^T M
-                m0 = m[b_, o, base:base + tw]
-                m1 = m[4 + b_, o, base:base + tw]
-                m2 = m[8 + b_, o, base:base + tw]
-                m3 = m[12 + b_, o, base:base + tw]
+                k0 = base + uint64(b_) * point
+                k1, k2, k3 = k0 + uint64(4) * point, k0 + uint64(8) * point, k0 + uint64(12) * point
                 for tc in range(tw):
-                    u[0, b_, tc] = m0[tc] + m1[tc] + m2[tc]
-                    u[1, b_, tc] = m1[tc] - m2[tc] - m3[tc]
+                    ut = uint64(tc)
+                    m0, m1, m2, m3 = mf[k0 + ut], mf[k1 + ut], mf[k2 + ut], mf[k3 + ut]
+                    u[uint64(b_) * utw + ut] = m0 + m1 + m2
+                    u[uint64(4 + b_) * utw + ut] = m1 - m2 - m3
             for i in range(2):  # columns: (A^T M) A
                 oh = 2 * tr + i
                 if oh >= out_h:
                     break
-                row = out[n0 + s, o, oh]
-                u0, u1, u2, u3 = u[i, 0], u[i, 1], u[i, 2], u[i, 3]
+                row = plane + uint64(oh * out_w)
+                u0 = uint64(4 * i) * utw
                 for tc in range(tw):
-                    even[tc] = u0[tc] + u1[tc] + u2[tc] + bo
-                    odd[tc] = u1[tc] - u2[tc] - u3[tc] + bo
+                    ut = uint64(tc)
+                    a0, a1 = u[u0 + ut], u[u0 + utw + ut]
+                    a2, a3 = u[u0 + uint64(2) * utw + ut], u[u0 + uint64(3) * utw + ut]
+                    even[ut] = a0 + a1 + a2 + bo
+                    odd[ut] = a1 - a2 - a3 + bo
                 for tc in range(full):
-                    row[2 * tc] = even[tc]
-                    row[2 * tc + 1] = odd[tc]
+                    ut = uint64(tc)
+                    of[row + uint64(2) * ut] = even[ut]
+                    of[row + uint64(2) * ut + uint64(1)] = odd[ut]
                 if full < tw:
-                    row[2 * full] = even[full]
+                    of[row + uint64(2 * full)] = even[full]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
