@@ -173,6 +173,19 @@ def test_winograd_tiles_samples_and_tile_rows(monkeypatch):
             assert_close(out, expected)
 
 
+def test_winograd_unit_size_follows_the_last_level_cache(tmp_path):
+    """An eighth of the largest cache sysfs lists, between 4 and 16 MiB; 4 MiB with a 32 MB
+    L3 (Zen 4, where 4 was measured best), 16 with 300 MB (Emerald Rapids)."""
+    for index, size in (("index0", "48K"), ("index2", "2048K"), ("index3", "307200K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "size").write_text(size + "\n")
+    (tmp_path / "uevent").write_text("")
+    assert winograd.last_level_cache(str(tmp_path)) == 300 << 20
+    assert winograd.last_level_cache(str(tmp_path / "missing")) is None
+    assert [winograd.unit_bytes(b) >> 20 for b in (32 << 20, 300 << 20, 1 << 20, 96 << 20,
+                                                    None)] == [4, 16, 4, 12, 4]
+
+
 def test_winograd_work_units_cover_the_work_once():
     for n, rows, workers, budget in [(8, 28, 2, 8), (8, 7, 2, 100), (1, 28, 2, 1000),
                                      (3, 5, 4, 1), (1, 1, 2, 1), (5, 9, 2, 10 ** 9)]:
