@@ -249,8 +249,8 @@ def _masked(KH, KW, DH, DW):
 def _stacked(KH, KW, DH, DW):
     """Stride 2, zero padding, small planes or wide kernels (MobileNet's and EfficientNet's
     strided layers on 14x14 and 28x28, EfficientNet's 5x5 ones on any plane): the padded
-    layout's flat loop (``_specialised``) over stride-phase
-    planes, with the task's *samples side by side*.  A task is one group and up to
+    layout's flat loop (``_specialised``) over stride-phase planes, with the task's *samples
+    side by side*.  A task is one group and up to
     ``stacked_samples`` samples: phase row ``q`` holds every sample's row ``q``, ``wq``
     columns each, so one flat loop over ``out_h`` rows of the whole pitch computes every
     sample's plane (the per-sample loops were 49-61 positions: a few vectors and a scalar
@@ -261,7 +261,9 @@ def _stacked(KH, KW, DH, DW):
     once per call, ``((r + top) % 2, (c + left) % 2)`` phase, row ``(r + top) // 2``, column
     ``(c + left) // 2``, in one flat loop over the plane; the zero padding is never written
     (the scratch is zeroed once per parallel block).  Row by row, through the index maps
-    (``_phase_planes``), rows of 7-14 pixels cost 1.5-2.5x as much; on 56x56 the rows win.
+    (``_phase_planes``), rows of 7-14 pixels cost 1.5-2.5x as much; on 56x56 the rows won
+    (5x5 on 144 channels: 2.6 against 3.8 ms in all, before the 512-bit vectors), so the wide
+    5x5 and 7x7 planes routed here could still gain from a row-by-row split.
     The sums go to the output the same way, one flat loop per plane through a table (rows of
     7 output pixels one by one cost 1.5x).  Single thread, the scatter is still 1.4-2.2x a
     plain copy of the input, and half the time of the 3x3 layers.
