@@ -253,13 +253,15 @@ def weight_gradient_transform(du, grad):
 def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0,
                        c1, v):
     """v[z, c, t] = (B^T d B)[z] for the 6x6 patch d of tile t (F(4x4)); as
-    :func:`_input_transform`, the padded rows in a ring of 8 (two shared between tile
-    rows)."""
+    :func:`_input_transform` (flat, unsigned offsets), the padded rows in a ring of 8 (two
+    shared between tile rows)."""
     span = 4 * tw + 2
     n_rows = tr1 - tr0
     head, inner_end = min(inner_lo, span), min(inner_hi, span)
     d = np.empty((8, span), dtype=x.dtype)
-    t_ = np.empty((6, span), dtype=x.dtype)
+    df, t_ = d.reshape(-1), np.empty(6 * span, dtype=x.dtype)
+    vf, tiles = v.reshape(-1), v.shape[2]
+    point, uspan = uint64(v.shape[1] * tiles), uint64(span)  # v's stride between points
     for task in range(nt * (c1 - c0)):
         s = task // (c1 - c0)
         c = c0 + task - s * (c1 - c0)
@@ -267,21 +269,24 @@ def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1
         for tr in range(tr0, tr1):
             _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 4, tr, tr == tr0, d)
             first = 4 * tr
-            r0, r1, r2 = d[first % 8], d[(first + 1) % 8], d[(first + 2) % 8]
-            r3, r4, r5 = d[(first + 3) % 8], d[(first + 4) % 8], d[(first + 5) % 8]
+            a0, a1 = uint64(first % 8) * uspan, uint64((first + 1) % 8) * uspan
+            a2, a3 = uint64((first + 2) % 8) * uspan, uint64((first + 3) % 8) * uspan
+            a4, a5 = uint64((first + 4) % 8) * uspan, uint64((first + 5) % 8) * uspan
             for q in range(span):  # rows: B^T d
-                t_[0, q], t_[1, q], t_[2, q], t_[3, q], t_[4, q], t_[5, q] = _bt6(
-                    r0[q], r1[q], r2[q], r3[q], r4[q], r5[q])
-            base = (s * n_rows + tr - tr0) * tw
+                uq = uint64(q)
+                (t_[uq], t_[uspan + uq], t_[uint64(2) * uspan + uq], t_[uint64(3) * uspan + uq],
+                 t_[uint64(4) * uspan + uq], t_[uint64(5) * uspan + uq]) = _bt6(
+                    df[a0 + uq], df[a1 + uq], df[a2 + uq], df[a3 + uq], df[a4 + uq], df[a5 + uq])
+            base = uint64(c * tiles + (s * n_rows + tr - tr0) * tw)
             for a in range(6):  # columns: (B^T d) B
-                ta = t_[a]
-                v0, v1, v2 = v[6 * a, c], v[6 * a + 1, c], v[6 * a + 2, c]
-                v3, v4, v5 = v[6 * a + 3, c], v[6 * a + 4, c], v[6 * a + 5, c]
+                ta, o = uint64(a) * uspan, base + uint64(6 * a) * point
                 for tc in range(tw):
-                    q = 4 * tc
-                    k = base + tc
-                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = _bt6(
-                        ta[q], ta[q + 1], ta[q + 2], ta[q + 3], ta[q + 4], ta[q + 5])
+                    ut, e = uint64(tc), ta + uint64(4 * tc)
+                    (vf[o + ut], vf[o + point + ut], vf[o + uint64(2) * point + ut],
+                     vf[o + uint64(3) * point + ut], vf[o + uint64(4) * point + ut],
+                     vf[o + uint64(5) * point + ut]) = _bt6(
+                        t_[e], t_[e + uint64(1)], t_[e + uint64(2)], t_[e + uint64(3)],
+                        t_[e + uint64(4)], t_[e + uint64(5)])
 
 
 @njit(inline="always", fastmath=True)
