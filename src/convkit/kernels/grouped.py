@@ -122,9 +122,11 @@ def pack_weights(w, groups, cu):
     c_out, cg, kh, kw = w.shape
     og = c_out // groups
     blocks = -(-og // 4)
-    packed = np.zeros((groups, blocks * 4, cg, kh, kw), dtype=w.dtype)
-    packed[:, :og] = w.reshape(groups, og, cg, kh, kw)
-    packed = packed.reshape(groups, blocks, 4, cg // cu, cu, kh * kw).transpose(0, 1, 3, 2, 4, 5)
+    if og % 4:  # (else w itself, viewed: one copy in all, not three)
+        padded = np.zeros((groups, blocks * 4, cg, kh, kw), dtype=w.dtype)
+        padded[:, :og] = w.reshape(groups, og, cg, kh, kw)
+        w = padded
+    packed = w.reshape(groups, blocks, 4, cg // cu, cu, kh * kw).transpose(0, 1, 3, 2, 4, 5)
     return np.ascontiguousarray(packed).reshape(groups, blocks, cg // cu, 4 * cu * kh * kw)
 
 
