@@ -192,7 +192,17 @@ def _masked(KH, KW, DH, DW):
     (49 weights of a 7x7 do not fit in 32: every multiply-add then loaded its weight as well
     as its input).  ConvNeXt's 7x7 layers, 2 threads: 0.73-0.82x the time of one pass on
     56x56 to 7x7 planes.  Neither splitting a sum into two chains nor running the last
-    partial vector again as a whole one gained anything."""
+    partial vector again as a whole one gained anything; nor (Emerald Rapids) computing
+    the plane's two halves in one loop, two independent sums per iteration: 1.0x on
+    effnet's 28x28, 1.3-2.7x slower on 56x56, 14x14 and 7x7.
+
+    Small planes tried elsewhere, not kept (2 threads, interleaved, 512-bit vectors):
+    ``_stacked`` at stride 1 (samples side by side, sharing their padding columns): 0.86x
+    the time on ConvNeXt's 7x7 kernels on 7x7 planes, 0.94x on 5x5, 1.0x on 3x3, 1.1-1.8x
+    from 14x14 up; channels last (a chunk of 64 channels transposed into a padded
+    (H, W, C) scratch, the sums vectorised over channels): 0.90x on 7x7 planes of 7x7,
+    1.04-1.9x elsewhere, and 2.6-4.9x with four output columns register-blocked (the body
+    no longer vectorised)."""
     ROWS = pass_rows(KH, KW)
 
     @njit(parallel=True, fastmath=True, cache=True)

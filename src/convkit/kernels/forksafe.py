@@ -14,6 +14,17 @@ not share the parallel kernel's cache entries (the child would load the parallel
 be killed).  Measured (mbv2-dw3x3, 8x144x56x56): 1.5-2.1 ms in the parent on two
 threads, 3.1 ms in the child on its twin, 22 ms when the child was routed onto the BLAS
 kernels instead.
+
+Why not drop OpenMP and run every kernel as its serial twin on convkit's Python threads
+(``blas.py``'s pool, ``nogil``), parts of the outer loop taken one at a time?  Tried on
+all twelve kernels: bit-for-bit the same numbers, fork-safe on every thread, and a serial
+kernel compiles 2-3x faster (5x5 depthwise: 1.6-2.3 against 4.9-5.2 s).  But the serial
+code ran 15-20% slower on one thread (the grouped kernel on 56x56 planes: 4.9-6.3 against
+4.2-5.5 ms, the same inner loop in the assembly; not the error model, bounds checks or
+reference counts), and waking a pool thread took 0.06-0.23 ms: against the OpenMP
+kernels, both waiting passively, 0.8-1.3x the time forward, 1.0-1.2x backward (ResNeXt
+1.1x, ShuffleNet's grouped 1x1 1.3x).  Kept for small calls in mind: one call on the
+calling thread costs ~1 us against ~4 us for an OpenMP region.
 """
 from __future__ import annotations
 

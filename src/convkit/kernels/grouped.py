@@ -79,6 +79,14 @@ within F(2x2)'s error, all slower or even):
 * the padded copy as one 16-wide vector per row (the 14-element row loop is scalar):
   0.48 -> 0.35 ms in isolation, within noise in the kernel; the copy-out straight from
   the accumulators instead of through ``wide``: +-5% (worse on the 56x56 stage).
+
+Tried on Emerald Rapids (512-bit vectors), interleaved in one process, none kept: the four
+weight rows read in place from ``w`` instead of the packed array (no ``pack_weights``):
+3.7 against 3.1 ms with the packing included; each sum split into two chains (odd tap
+rows apart): 2.3x slower (the body was no longer vectorised); ``TILE`` 1040 or 1088
+instead of 1024 (accumulator rows off 4 KB strides): no difference.  The loop's assembly
+there: per 16 positions 36 zmm multiply-adds, 9 input loads, 4 accumulator loads and
+stores, 9 of the 36 weights spilled (read as memory operands).
 """
 from __future__ import annotations
 
