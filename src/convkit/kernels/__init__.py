@@ -96,7 +96,8 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #   direct      the other grouped with C_in/groups <= 4: depthwise (any depth multiplier),
 #               strided or with few outputs per group: memory-bound, so one pass over
 #               each input plane, borders read in place (depthwise stride 1 with zero
-#               "same" padding: straight into the output through masked copies; stride 2
+#               "same" padding on planes up to 32 wide, 16 in float64: straight into the
+#               output through masked copies; stride 2
 #               with zero padding on planes up to 32 wide or kernels from 5x5 up: the
 #               samples side by side in the phase planes; stride 2 on wider, even
 #               planes: planes split into column phases in one flat loop; direct.path

@@ -53,8 +53,11 @@ from .forksafe import parallel_kernel
 SPECIALISED = frozenset((k, k, s, s, d, d) for k in (3, 5, 7) for s in (1, 2)
                         for d in (1, 2)) | {(1, 1, 1, 1, 1, 1)}
 # The masked kernel's kW copies of one padded plane, per parallel block: 3x3 on 56x56 (39 KB)
-# gains, on 112x112 (153 KB) it loses 3-6% to the padded layout (see _masked).
+# gained on Zen 4, on 112x112 (153 KB) it lost 3-6% to the padded layout (see _masked).
 MASKED_BYTES = 128 << 10
+# ... and its rows at most this long: two 64-byte lines (32 float32, 16 float64 pixels).  On
+# Emerald Rapids the padded layout wins on longer rows (see _masked).
+MASKED_ROW_BYTES = 128
 # Stride 2 with zero padding runs _stacked (see there) on planes at most this wide, and with
 # kernels from 5x5 up on any plane: 3x3 up to 28x28 takes 0.5-0.9x _stride2's time, from 32x32
 # up _stride2's rows are long enough to win (1.1-1.7x); 5x5 and 7x7 0.2-0.6x up to 56x56,
@@ -84,7 +87,8 @@ def _geometry(p):
 
 def path(p) -> str:
     """Which of this module's kernels runs ``p``: ``masked`` (depthwise, stride 1, zero
-    padding that keeps the width, a specialised geometry, scratch within ``MASKED_BYTES``),
+    padding that keeps the width, a specialised geometry, scratch within ``MASKED_BYTES``,
+    rows within ``MASKED_ROW_BYTES``),
     ``stacked`` (a specialised stride-2 geometry with zero padding on an input at most
     ``STACKED_WIDTH`` wide or a kernel at least 5 wide), ``stride2`` (another specialised
     stride-2 geometry on an even input width), ``specialised`` (another geometry in
@@ -107,7 +111,8 @@ def _masked_fits(p) -> bool:
     (top, bottom), _ = spec.pads
     copies = p.kw * ((top + p.h + bottom) * p.w + (p.kw - 1) * spec.dilation[1])
     return (p.group_in == 1 and _zero_padded(p) and p.out_w == p.w
-            and copies * p.dtype.itemsize <= MASKED_BYTES)
+            and copies * p.dtype.itemsize <= MASKED_BYTES
+            and p.w * p.dtype.itemsize <= MASKED_ROW_BYTES)
 
 
 def stacked_samples(p) -> int:
@@ -183,6 +188,11 @@ def _masked(KH, KW, DH, DW):
     effnet 5x5 on 28x28 0.88-0.90x the time, mbv2 3x3 on 56x56 0.93-1.0x, 3x3 on 14x14
     0.59-0.61x, 5x5 on 14x14 0.44-0.47x, 3x3 on 7x7 0.55x; on one thread 1.04x, 0.96x,
     0.62x, 0.47x, 0.54x.  3x3 on 112x112 (150 KB of copies) was 1.03-1.06x: hence ``MASKED_BYTES``.
+    On Emerald Rapids (512-bit vectors), float32: 3x3 0.77-0.93x on 28x28 and 32x32, but
+    1.04x on 40x40, 1.07x on 48x48, 1.10-1.12x on 56x56 (mbv2-dw3x3: 1.80 against 1.65 ms),
+    5x5 0.85x on 28x28 but 1.07x on 56x56 and 1.4x on 112x112, 7x7 on 56x56 1.2x; float64:
+    3x3 0.95x on 28x28, 1.1x on 32x32, 1.2x on 40x40; 5x5 on 28x28 1.22x (effnet-dw5x5:
+    3.15 against 2.58 ms).  Hence ``MASKED_ROW_BYTES``: rows of at most two cache lines.
     One load per multiply-add: the padded layout's row pairs (which share loads) did not
     vectorise here -- rows of 28 leave a pair's loop a scalar remainder, and pairs run over
     16-aligned spans stored at a run-time distance into the output were 6x slower.
