@@ -138,20 +138,19 @@ def test_direct_against_reference(cg, og, groups, k, s, d, pad, mode, asym, n, d
 
 
 @given(cg=st.integers(1, 4), og=st.integers(1, 3), groups=st.integers(2, 4),
-       k=st.sampled_from([3, 5, 7]), d=st.integers(1, 2), h=st.integers(5, 16),
-       half_w=st.integers(3, 9), pads=st.tuples(*[st.integers(0, 3)] * 4),
-       mode=st.sampled_from(MODES), n=st.integers(1, 2),
-       dtype=st.sampled_from([np.float32, np.float64]))
-def test_direct_stride2_against_reference(cg, og, groups, k, d, h, half_w, pads, mode, n, dtype):
-    """Stride 2 on an even width: the column-phase kernel, border columns through the maps."""
+       d=st.integers(1, 2), h=st.integers(5, 16), half_w=st.integers(3, 9),
+       pads=st.tuples(*[st.integers(0, 3)] * 4), mode=st.sampled_from(MODES),
+       n=st.integers(1, 2), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_stride2_against_reference(cg, og, groups, d, h, half_w, pads, mode, n, dtype):
+    """3x3 stride 2 on an even width: the column-phase kernel, border columns through the
+    maps."""
     rng = np.random.default_rng(cg + 5 * og + 17 * h + 31 * half_w)
     x = rng.standard_normal((n, cg * groups, h, 2 * half_w)).astype(dtype)
-    w = rng.standard_normal((og * groups, cg, k, k)).astype(dtype)
+    w = rng.standard_normal((og * groups, cg, 3, 3)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
     top, bottom, left, right = pads
-    if mode == "zeros" or not any(pads):  # the stacked kernel's, unless wide and 3x3
+    if mode == "zeros" or not any(pads):  # the stacked kernel's, unless wide
         x = np.concatenate([x] * 6, axis=3)  # even, wider than direct.STACKED_WIDTH
-        w = w[..., :3, :3].copy()
     check_direct_path(x, w, b, "stride2", stride=2, padding=((top, bottom), (left, right)),
                       dilation=d, groups=groups, padding_mode=mode)
 
@@ -251,14 +250,16 @@ def test_direct_stride2_unbatched_non_contiguous(dtype):
                                    padding_mode="reflect"), dtype)
 
 
-def test_direct_stride2_only_on_even_widths():
+def test_direct_stride2_only_on_even_widths_and_3x3():
     even = problem_of((1, 4, 9, 10), (4, 1, 3, 3), stride=2, padding=1, groups=4,
                       padding_mode="reflect")
     odd = problem_of((1, 4, 9, 11), (4, 1, 3, 3), stride=2, padding=1, groups=4,
                      padding_mode="reflect")
+    wider = problem_of((1, 4, 9, 10), (4, 1, 5, 5), stride=2, padding=2, groups=4,
+                       padding_mode="reflect")
     unlisted = problem_of((1, 4, 9, 10), (4, 1, 2, 2), stride=2, groups=4)
-    assert (direct.path(even), direct.path(odd), direct.path(unlisted)) == (
-        "stride2", "specialised", "any")
+    assert [direct.path(p) for p in (even, odd, wider, unlisted)] == [
+        "stride2", "specialised", "specialised", "any"]
 
 
 @given(cg=st.integers(1, 4), og=st.integers(1, 3), groups=st.integers(2, 4),
@@ -295,17 +296,19 @@ def test_direct_stacked_unbatched_non_contiguous(dtype):
 
 
 def test_direct_stacked_only_on_small_zero_padded_planes():
-    """Stride 2 with zero padding (or none) up to ``STACKED_WIDTH`` wide, and at any width
-    from 5x5 up; wider 3x3, or another padding mode, on the stride-2 (even widths) or padded
-    layout; stride 1 elsewhere."""
+    """Stride 2 with zero padding (or none) up to ``STACKED_WIDTH`` wide, and up to
+    ``STACKED_WIDE_WIDTH`` from 5x5 up; wider, or another padding mode, 3x3 on the stride-2
+    kernel (even widths), the rest on the padded layout; stride 1 elsewhere."""
     def route(width, mode="zeros", padding=1, stride=2, k=3):
         return direct.path(problem_of((2, 8, 14, width), (8, 1, k, k), stride=stride,
                                       padding=padding, groups=8, padding_mode=mode))
     assert [route(14), route(28, k=5, padding=2), route(31), route(32), route(34), route(33),
             route(14, "reflect"), route(14, "reflect", padding=0), route(14, stride=1),
-            route(56, k=5, padding=2), route(113, k=7, padding=3), route(56, "reflect", k=5)] == [
+            route(48, k=5, padding=2), route(50, k=7, padding=3), route(56, k=5, padding=2),
+            route(113, k=7, padding=3), route(56, "reflect", k=5)] == [
         "stacked", "stacked", "stacked", "stacked", "stride2", "specialised", "stride2",
-        "stacked", "masked", "stacked", "stacked", "stride2"]
+        "stacked", "masked", "stacked", "specialised", "specialised", "specialised",
+        "specialised"]
 
 
 def test_direct_stacked_samples_per_task():

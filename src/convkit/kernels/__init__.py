@@ -98,10 +98,10 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               each input plane, borders read in place (depthwise stride 1 with zero
 #               "same" padding on planes up to 32 wide, 16 in float64: straight into the
 #               output through masked copies; stride 2
-#               with zero padding on planes up to 32 wide or kernels from 5x5 up: the
-#               samples side by side in the phase planes; stride 2 on wider, even
-#               planes: planes split into column phases in one flat loop; direct.path
-#               says which kernel)
+#               with zero padding on planes up to 32 wide, 48 for kernels from 5x5 up:
+#               the samples side by side in the phase planes; 3x3 stride 2 on wider,
+#               even planes: planes split into column phases in one flat loop; the rest
+#               on padded stride-phase planes; direct.path says which kernel)
 #   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, any pads
 #               and padding mode: F(2x2, 3x3) (float64: F(4x4, 3x3) where its tiles fit the
 #               plane), 2.25x (4x) fewer multiplies, one BLAS product per transform point,

@@ -59,10 +59,14 @@ MASKED_BYTES = 128 << 10
 # Emerald Rapids the padded layout wins on longer rows (see _masked).
 MASKED_ROW_BYTES = 128
 # Stride 2 with zero padding runs _stacked (see there) on planes at most this wide, and with
-# kernels from 5x5 up on any plane: 3x3 up to 28x28 takes 0.5-0.9x _stride2's time, from 32x32
-# up _stride2's rows are long enough to win (1.1-1.7x); 5x5 and 7x7 0.2-0.6x up to 56x56,
-# 0.9x on 112x112.
+# kernels from 5x5 up on planes up to STACKED_WIDE_WIDTH: 3x3 up to 28x28 takes 0.5-0.9x
+# _stride2's time, from 32x32 up _stride2's rows are long enough to win (1.1-1.7x); 5x5 and
+# 7x7 0.2-0.6x up to 56x56.  Wider, 5x5 and 7x7 run on the padded layout (_specialised),
+# against _stacked (Emerald Rapids, 2 threads, interleaved): 0.8-1.3x the time up to 48x48,
+# 0.86-0.96x on 56x56, 0.72-0.88x on 64x64, 0.65-0.77x on 96x96 and 112x112.  _stride2 runs
+# 3x3 only: at 5x5 and 7x7 it took 1.2-2.6x the padded layout's time (every padding mode).
 STACKED_WIDTH = 32
+STACKED_WIDE_WIDTH = 48
 # _stacked's phase planes of one task (the samples side by side), per parallel block.
 STACKED_BYTES = 96 << 10
 
@@ -90,16 +94,18 @@ def path(p) -> str:
     padding that keeps the width, a specialised geometry, scratch within ``MASKED_BYTES``,
     rows within ``MASKED_ROW_BYTES``),
     ``stacked`` (a specialised stride-2 geometry with zero padding on an input at most
-    ``STACKED_WIDTH`` wide or a kernel at least 5 wide), ``stride2`` (another specialised
-    stride-2 geometry on an even input width), ``specialised`` (another geometry in
-    ``SPECIALISED``) or ``any``."""
+    ``STACKED_WIDTH`` wide, or ``STACKED_WIDE_WIDTH`` for a kernel at least 5 wide),
+    ``stride2`` (another specialised stride-2 3x3 geometry on an even input width),
+    ``specialised`` (another geometry in ``SPECIALISED``) or ``any``."""
     if _geometry(p) not in SPECIALISED:
         return "any"
     if p.spec.stride == (1, 1) and _masked_fits(p):
         return "masked"
-    if p.spec.stride == (2, 2) and _zero_padded(p) and (p.w <= STACKED_WIDTH or p.kw >= 5):
+    if p.spec.stride == (2, 2) and _zero_padded(p) and (
+            p.w <= STACKED_WIDTH or (p.kw >= 5 and p.w <= STACKED_WIDE_WIDTH)):
         return "stacked"
-    return "stride2" if p.spec.stride == (2, 2) and p.w % 2 == 0 else "specialised"
+    return ("stride2" if p.spec.stride == (2, 2) and p.w % 2 == 0 and p.kw <= 3
+            else "specialised")
 
 
 def _zero_padded(p) -> bool:
