@@ -304,7 +304,7 @@ def test_direct_stacked_only_on_small_zero_padded_planes():
                                       padding=padding, groups=8, padding_mode=mode))
     assert [route(14), route(28, k=5, padding=2), route(31), route(32), route(34), route(33),
             route(14, "reflect"), route(14, "reflect", padding=0), route(14, stride=1),
-            route(48, k=5, padding=2), route(50, k=7, padding=3), route(56, k=5, padding=2),
+            route(56, k=5, padding=2), route(58, k=7, padding=3), route(64, k=5, padding=2),
             route(113, k=7, padding=3), route(56, "reflect", k=5)] == [
         "stacked", "stacked", "stacked", "stacked", "stride2", "specialised", "stride2",
         "stacked", "masked", "stacked", "specialised", "specialised", "specialised",

@@ -98,7 +98,7 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               each input plane, borders read in place (depthwise stride 1 with zero
 #               "same" padding on planes up to 32 wide, 16 in float64: straight into the
 #               output through masked copies; stride 2
-#               with zero padding on planes up to 32 wide, 48 for kernels from 5x5 up:
+#               with zero padding on planes up to 32 wide, 56 for kernels from 5x5 up:
 #               the samples side by side in the phase planes; 3x3 stride 2 on wider,
 #               even planes: planes split into column phases in one flat loop; the rest
 #               on padded stride-phase planes; direct.path says which kernel)
