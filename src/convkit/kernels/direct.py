@@ -195,9 +195,9 @@ def _masked(KH, KW, DH, DW):
     effnet 5x5 on 28x28 0.88-0.90x the time, mbv2 3x3 on 56x56 0.93-1.0x, 3x3 on 14x14
     0.59-0.61x, 5x5 on 14x14 0.44-0.47x, 3x3 on 7x7 0.55x; on one thread 1.04x, 0.96x,
     0.62x, 0.47x, 0.54x.  3x3 on 112x112 (150 KB of copies) was 1.03-1.06x: hence ``MASKED_BYTES``.
-    On Emerald Rapids (512-bit vectors), float32: 3x3 0.77-0.93x on 28x28 and 32x32, but
-    1.04x on 40x40, 1.07x on 48x48, 1.10-1.12x on 56x56 (mbv2-dw3x3: 1.80 against 1.65 ms),
-    5x5 0.85x on 28x28 but 1.07x on 56x56 and 1.4x on 112x112, 7x7 on 56x56 1.2x; float64:
+    On Emerald Rapids (512-bit vectors), float32: 3x3 0.72-0.93x on 28x28 and 32x32, but
+    1.04x on 40x40, 1.07x on 48x48, 1.09-1.13x on 56x56 (mbv2-dw3x3: 1.82 against 1.65 ms),
+    5x5 0.85x on 28x28, 0.95-1.07x on 56x56, 1.4x on 112x112, 7x7 on 56x56 1.2x; float64:
     3x3 0.95x on 28x28, 1.1x on 32x32, 1.2x on 40x40; 5x5 on 28x28 1.22x (effnet-dw5x5:
     3.15 against 2.58 ms).  Hence ``MASKED_ROW_BYTES``: rows of at most two cache lines.
     One load per multiply-add: the padded layout's row pairs (which share loads) did not
@@ -473,7 +473,8 @@ def _stride2(KH, KW, DH, DW):
     ``(oh, ow)`` reads padded row ``2*oh + i*DH`` at input column ``2*ow + j*DW - left``: phase
     ``(j*DW - left) % 2``, offset ``(j*DW - left) // 2`` from ``ow``.  Every output row is one
     vector loop over the columns whose taps all fall inside the input, written straight into
-    the output; the few border columns read every tap through both index maps."""
+    the output; the few border columns read every tap through both index maps.  Routed 3x3
+    only (``path``): at 5x5 and 7x7 the padded layout took 0.4-0.9x its time."""
 
     @njit(parallel=True, fastmath=True, cache=True)
     def stride2_kernel(x, w, b, out, rows, cols, top, left, groups, blocks):
