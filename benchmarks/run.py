@@ -6,9 +6,13 @@
     python -m benchmarks --mode memory         # peak extra resident memory of one call
     python -m benchmarks --mode dtypes         # convkit float64 against float32
     python -m benchmarks --cases dw3x3,stem --repeat 21 --dtype float64
+    python -m benchmarks --runs 3              # the whole suite 3 times: ratio ranges
 
 Each repeat runs the contenders back to back in a rotating order and the table
-reports medians; ratios from one run are what to read on a shared machine.
+reports medians; ratios from one run are what to read on a shared machine.  Where the
+machine's other tenants come and go, even those move between runs (up to 40% on the
+dense layers here): ``--runs N`` repeats the whole suite and reports each case's median
+ratio with its range over the runs.
 """
 from __future__ import annotations
 
@@ -149,11 +153,33 @@ def _row(case, times, dtype, roofline, backward=False):
                 "roofline": bound / times["convkit"]}
 
 
+def combine_runs(runs):
+    """One row per case from several runs of the suite (lists of rows in the same case
+    order): each contender's median time, the median of the runs' ratios and roofline
+    fractions, and ``run_ratios``, each run's ratio in run order."""
+    rows = []
+    for same_case in zip(*runs):
+        first = same_case[0]
+        times = {k: statistics.median(r["times"][k] for r in same_case) for k in first["times"]}
+        ratios = [r["ratio"] for r in same_case]
+        rows.append({**first, "times": times, "ratio": statistics.median(ratios),
+                     "run_ratios": ratios,
+                     "best": statistics.median(r["best"] for r in same_case),
+                     "roofline": statistics.median(r["roofline"] for r in same_case)})
+    return rows
+
+
+def _spread(row) -> str:
+    """' (low-high)': the case's ratio range over several runs; '' for one run."""
+    ratios = row.get("run_ratios", [])
+    return f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+
+
 def _format_row(row):
     t = row["times"]
     peers = "  ".join(f"{k} {v * 1e3:8.3f}" for k, v in t.items() if k != "convkit")
     return (f"{row['case'].name:18s} convkit {t['convkit'] * 1e3:8.3f}  {peers}  "
-            f"ratio {row['ratio']:5.2f}  roofline {row['roofline']:6.1%}")
+            f"ratio {row['ratio']:5.2f}{_spread(row)}  roofline {row['roofline']:6.1%}")
 
 
 def summary_lines(rows, depthwise_target, grouped_target=None):
@@ -162,22 +188,33 @@ def summary_lines(rows, depthwise_target, grouped_target=None):
     if large:
         geo = math.exp(sum(math.log(r["ratio"]) for r in large) / len(large))
         worst = max(large, key=lambda r: r["ratio"])
-        lines.append(f"geometric mean ratio of {len(large)} large cases: {geo:.2f} "
-                     f"(target <= 1.0); worst {worst['case'].name} {worst['ratio']:.2f} "
-                     f"(target <= 1.5)")
+        lines.append(f"geometric mean ratio of {len(large)} large cases: {geo:.2f}"
+                     f"{_run_means(large)} (target <= 1.0); worst {worst['case'].name} "
+                     f"{worst['ratio']:.2f}{_spread(worst)} (target <= 1.5)")
     for r in rows:
         kind = r["case"].kind
         target = depthwise_target if kind == "depthwise" else (
             grouped_target if kind == "grouped" else None)
         if target is not None and not r["case"].tiny:
             verdict = "met" if r["ratio"] <= target else "NOT met"
-            lines.append(f"{r['case'].name}: ratio {r['ratio']:.2f}, target <= {target} {verdict}")
+            lines.append(f"{r['case'].name}: ratio {r['ratio']:.2f}{_spread(r)}, "
+                         f"target <= {target} {verdict}")
     tiny = [r for r in rows if r["case"].tiny]
     for r in tiny:
         verdict = "met" if r["ratio"] <= 1.0 else "NOT met"
-        lines.append(f"{r['case'].name} (vs torch's functional call): {r['ratio']:.2f}, "
-                     f"target <= 1.0 {verdict}")
+        lines.append(f"{r['case'].name} (vs torch's functional call): {r['ratio']:.2f}"
+                     f"{_spread(r)}, target <= 1.0 {verdict}")
     return lines
+
+
+def _run_means(rows) -> str:
+    """' (runs: a, b, c)': the geometric mean ratio of each run, when there were several."""
+    runs = len(rows[0].get("run_ratios", []))
+    if runs < 2:
+        return ""
+    means = [math.exp(sum(math.log(r["run_ratios"][k]) for r in rows) / len(rows))
+             for k in range(runs)]
+    return " (runs: " + ", ".join(f"{m:.2f}" for m in means) + ")"
 
 
 def grid_summary(rows):
@@ -185,8 +222,8 @@ def grid_summary(rows):
     depthwise target) and which trail (> 1.0) the best peer."""
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
     ahead = [r["case"].name for r in rows if r["ratio"] <= 0.7]
-    behind = [f"{r['case'].name} {r['ratio']:.2f}" for r in rows if r["ratio"] > 1.0]
-    return [f"geometric mean ratio of {len(rows)} depthwise layers: {geo:.2f}",
+    behind = [f"{r['case'].name} {r['ratio']:.2f}{_spread(r)}" for r in rows if r["ratio"] > 1.0]
+    return [f"geometric mean ratio of {len(rows)} depthwise layers: {geo:.2f}{_run_means(rows)}",
             f"{len(ahead)} at or below 0.7: " + (", ".join(ahead) or "none"),
             f"{len(behind)} above 1.0: " + (", ".join(behind) or "none")]
 
@@ -201,7 +238,7 @@ def write_report(results, mode, rows, header, summary, dtype_name):
         t = r["times"]
         lines.append(f"| {r['case'].name} | {t['convkit'] * 1e3:.3f} | "
                      + " | ".join(f"{t[p] * 1e3:.3f}" for p in peers)
-                     + f" | {r['ratio']:.2f} | {r['roofline']:.1%} |")
+                     + f" | {r['ratio']:.2f}{_spread(r)} | {r['roofline']:.1%} |")
     lines += ["", *(f"- {s}" for s in summary), ""]
     (results / f"{mode}.md").write_text("\n".join(lines))
     _chart(results, mode, rows, peers, dtype_name)
@@ -249,6 +286,9 @@ def parse_args(argv):
     parser.add_argument("--cases", default="", help="comma-separated substrings of case names")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="5 repeats")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the whole suite this many times (forward, backward, "
+                             "depthwise): median ratios and their range over the runs")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder for <mode>.md and .png (default: benchmarks/results; point "
@@ -256,7 +296,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def header_lines(mode, dtype_name, repeat, roofline, load_before):
+def header_lines(mode, dtype_name, repeat, roofline, load_before, runs=1):
     import torch
 
     ort = (f"ONNX Runtime ({THREADS} intra-op threads, sequential)" if dtype_name == "float32"
@@ -271,8 +311,10 @@ def header_lines(mode, dtype_name, repeat, roofline, load_before):
         (f"machine: {cpu()}, load average {load_before:.2f} at the start; "
          f"measured now: matrix product {roofline[0] / 1e9:.0f} GFLOP/s ({dtype_name}), "
          f"copy {roofline[1] / 1e9:.1f} GB/s (bytes read + written)"),
-        (f"{dtype_name}, NCHW, median of {repeat} round-robin repeats; {peers}; convkit: "
-         f"Numba and BLAS at {THREADS} threads"),
+        (f"{dtype_name}, NCHW, median of {repeat} round-robin repeats"
+         + (f", the median of {runs} runs of the suite (ratios: the range over the runs in "
+            f"brackets)" if runs > 1 else "")
+         + f"; {peers}; convkit: Numba and BLAS at {THREADS} threads"),
         (f"ratio = {ratio}; roofline = max(FLOPs / matmul peak, ({traffic}) / copy "
          f"bandwidth) / convkit's time"),
     ]
@@ -339,16 +381,24 @@ def main(argv=None) -> int:
     repeat = 5 if args.quick else args.repeat
     roofline = measure_roofline(dtype)
     header = header_lines("backward" if args.mode == "backward" else "forward", args.dtype,
-                          repeat, roofline, load_before)
+                          repeat, roofline, load_before, max(1, args.runs))
     print("\n".join(header), flush=True)
+    timed = backward_rows if args.mode == "backward" else forward_rows
+    runs = []
+    for run in range(max(1, args.runs)):
+        if args.runs > 1:
+            print(f"run {run + 1} of {args.runs}", flush=True)
+        runs.append(timed(cases, dtype, repeat, roofline))
+    rows = combine_runs(runs) if len(runs) > 1 else runs[0]
+    if len(runs) > 1:
+        print("median of the runs (range over the runs):")
+        for row in rows:
+            print(_format_row(row))
     if args.mode == "forward":
-        rows = forward_rows(cases, dtype, repeat, roofline)
         summary = summary_lines(rows, depthwise_target=0.7)
     elif args.mode == "depthwise":
-        rows = forward_rows(cases, dtype, repeat, roofline)
         summary = grid_summary(rows)
     else:
-        rows = backward_rows(cases, dtype, repeat, roofline)
         summary = summary_lines(rows, depthwise_target=0.8, grouped_target=0.8)
     summary.append(f"load average at the end: {os.getloadavg()[0]:.2f} "
                    f"(this run itself adds up to {THREADS})")
