@@ -380,17 +380,19 @@ def main(argv=None) -> int:
     dtype = np.dtype(args.dtype).type
     repeat = 5 if args.quick else args.repeat
     roofline = measure_roofline(dtype)
+    n_runs = max(1, args.runs)
     header = header_lines("backward" if args.mode == "backward" else "forward", args.dtype,
-                          repeat, roofline, load_before, max(1, args.runs))
+                          repeat, roofline, load_before, n_runs)
     print("\n".join(header), flush=True)
     timed = backward_rows if args.mode == "backward" else forward_rows
-    runs = []
-    for run in range(max(1, args.runs)):
-        if args.runs > 1:
-            print(f"run {run + 1} of {args.runs}", flush=True)
-        runs.append(timed(cases, dtype, repeat, roofline))
-    rows = combine_runs(runs) if len(runs) > 1 else runs[0]
-    if len(runs) > 1:
+    if n_runs == 1:
+        rows = timed(cases, dtype, repeat, roofline)
+    else:
+        runs = []
+        for run in range(n_runs):
+            print(f"run {run + 1} of {n_runs}", flush=True)
+            runs.append(timed(cases, dtype, repeat, roofline))
+        rows = combine_runs(runs)
         print("median of the runs (range over the runs):")
         for row in rows:
             print(_format_row(row))
