@@ -227,11 +227,14 @@ class _Call:
 
     @classmethod
     def of(cls, p, f: Variant, x, bias=None, out=None) -> "_Call":
-        rows, cols = p.index_maps()
+        th, tw = -(-p.out_h // f.m), -(-p.out_w // f.m)
+        # the maps padded with -1 (zero) to every row and column the tiles read
+        rows, cols = (np.pad(a, (0, max(0, f.m * t + 2 - a.size)), constant_values=-1)
+                      for a, t in zip(p.index_maps(), (th, tw)))
         left = p.spec.pads[1][0]
         # padded columns inner_lo..inner_hi-1 read input column q - left: copied in one piece
         inner_lo, inner_hi = max(left, 0), max(left, 0, min(cols.size, left + p.w))
-        return cls(f, x, rows, cols, left, inner_lo, inner_hi, -(-p.out_w // f.m), bias, out)
+        return cls(f, x, rows, cols, left, inner_lo, inner_hi, tw, bias, out)
 
     def transform_input(self, v, n0, nt, tr0, tr1, c0, c1):
         self.f.input_transform(self.x, self.rows, self.cols, self.left, self.inner_lo,

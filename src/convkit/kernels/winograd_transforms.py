@@ -30,19 +30,24 @@ class Variant(NamedTuple):
 @njit(inline="always")
 def _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, row):
     """row[q] = padded ``plane`` at (pr, q) for q < row.size, read through the padding index
-    maps (zero where a map says -1 or has ended); columns ``inner_lo:inner_end`` in one
-    copy."""
-    r = rows[pr] if pr < rows.size else -1
+    maps (zero where a map says -1; the maps cover every row and column read, see
+    :meth:`convkit.kernels.winograd._Call.of`), columns ``inner_lo:inner_end`` straight.
+    Plain loops and no bounds tests on the maps: a slice assignment (Numba allocates a
+    temporary for it) or ``rows[pr] if pr < rows.size else -1`` made this 5-7x slower,
+    40-60 ns a row, half the time of the whole input transform on 14x14 planes."""
+    r = rows[pr]
     if r < 0:
-        row[:] = 0
+        for q in range(row.size):
+            row[q] = 0
         return
     src = plane[r]
     for q in range(head):
         k = cols[q]
         row[q] = src[k] if k >= 0 else 0
-    row[inner_lo:inner_end] = src[inner_lo - left:inner_end - left]
+    for q in range(inner_lo, inner_end):
+        row[q] = src[q - left]
     for q in range(inner_end, row.size):
-        k = cols[q] if q < cols.size else -1
+        k = cols[q]
         row[q] = src[k] if k >= 0 else 0
 
 
@@ -56,46 +61,108 @@ def _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, first,
         _gather_row(plane, rows, cols, r, left, head, inner_lo, inner_end, d[r % d.shape[0]])
 
 
+BAND_ELEMENTS = 512  # tiles of one band of tile rows: the scratch (40 floats a tile) stays in L1
+
+
+@njit(inline="always")
+def _sub(dst, d, a, b, x, y, n):
+    """dst[d + k] = a[x + k] - b[y + k], k < n: one store stream, so LLVM vectorises it (with
+    several store streams at run-time distances it needs too many overlap checks and gives
+    up: the first version of these transforms ran scalar)."""
+    for k in range(n):
+        uk = uint64(k)
+        dst[d + uk] = a[x + uk] - b[y + uk]
+
+
+@njit(inline="always")
+def _add(dst, d, a, b, x, y, n):
+    """dst[d + k] = a[x + k] + b[y + k], k < n (see :func:`_sub`)."""
+    for k in range(n):
+        uk = uint64(k)
+        dst[d + uk] = a[x + uk] + b[y + uk]
+
+
+@njit(inline="always")
+def _gather_columns(xf, src, r, cols, left, lo, hi, cp, tw, dst, d):
+    """dst[d + k] = the padded row at column 2k + cp for k < tw: input row ``r`` starting at
+    xf[src] (all zero when r < 0), columns of tiles lo..hi-1 straight from the row, the
+    others through the column map."""
+    if r < 0:
+        for k in range(tw):
+            dst[d + uint64(k)] = 0
+        return
+    for k in range(lo):
+        a = cols[2 * k + cp]
+        dst[d + uint64(k)] = xf[src + uint64(a)] if a >= 0 else 0
+    q = src + uint64(cp - left)
+    for k in range(lo, hi):
+        dst[d + uint64(k)] = xf[q + uint64(2 * k)]
+    for k in range(hi, tw):
+        a = cols[2 * k + cp]
+        dst[d + uint64(k)] = xf[src + uint64(a)] if a >= 0 else 0
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0, c1,
                      v):
     """v[z, c, t] = (B^T d B)[z] for the 4x4 patch d of tile t = (sample, tile row, tile
-    col) of channel c; padded positions past the map's end read as zero.  ``v`` is
-    C-contiguous.  The sums index flat arrays with unsigned offsets: through per-row views
-    (signed, wraparound-checked) both stages ran scalar."""
-    span = 2 * tw + 2  # padded columns the tiles of one row read
+    col) of channel c.  ``v`` is C-contiguous.
+
+    Every loop runs over the tiles of a band of tile rows as one flat run, so it is long
+    and has one store stream: LLVM vectorises all of them.  The padded rows of the band
+    are gathered (through the padding index maps) into eight "phase" arrays, one per row
+    parity and per column phase cp = 0..3 (columns 2k + cp of tile column k), each with
+    the tile pitch ``tw``: tile t's patch column j is then phase j at position t, for
+    every t at once.  The rows of the patches (B^T d) combine the phases of two padded
+    rows; the columns ((B^T d) B) combine phases of those and are stored straight into
+    ``v``.  Measured against the row-ring version it replaced (per-tile loops, scalar):
+    2.7x faster on 14x14 planes, 2.3x on 28x28, 1.6x on 56x56 (there bound by the stores).
+    Sums index flat arrays with unsigned offsets (signed per-row views ran scalar)."""
     n_rows = tr1 - tr0
-    head, inner_end = min(inner_lo, span), min(inner_hi, span)
-    d = np.empty((4, span), dtype=x.dtype)
-    df, t_ = d.reshape(-1), np.empty(4 * span, dtype=x.dtype)
-    vf, tiles = v.reshape(-1), v.shape[2]
-    point, uspan = uint64(v.shape[1] * tiles), uint64(span)  # v's stride between points
+    band = max(1, min(n_rows, BAND_ELEMENTS // tw))
+    span = 2 * tw + 2  # padded columns the tiles of one row read
+    inner_lo, inner_end = min(max(inner_lo, 0), span), min(inner_hi, span)
+    lo = np.empty(4, dtype=np.int64)  # tile columns k with padded column 2k + cp inside
+    hi = np.empty(4, dtype=np.int64)  # the input: lo[cp] <= k < hi[cp]
+    for cp in range(4):
+        lo[cp] = min(tw, max(0, (inner_lo - cp + 1) // 2))
+        hi[cp] = max(lo[cp], min(tw, (inner_end - cp + 1) // 2))
+    phase_len, tl = uint64((band + 1) * tw), uint64(band * tw)
+    ph = np.empty(8 * (band + 1) * tw, dtype=x.dtype)  # [row parity][cp][band row][k]
+    tt = np.empty(16 * band * tw, dtype=x.dtype)  # (B^T d)[a] at column phase cp: [a][cp]
+    xf, vf, tiles = x.reshape(-1), v.reshape(-1), v.shape[2]
+    c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
+    point, utw = uint64(v.shape[1] * tiles), uint64(tw)  # v's stride between points
     for task in range(nt * (c1 - c0)):
         s = task // (c1 - c0)
         c = c0 + task - s * (c1 - c0)
-        plane = x[n0 + s, c]
-        for tr in range(tr0, tr1):
-            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 2, tr, tr == tr0, d)
-            first = (2 * tr) % 4
-            a0, a1 = uint64(first) * uspan, uint64(first + 1) * uspan
-            a2, a3 = uint64((first + 2) % 4) * uspan, uint64((first + 3) % 4) * uspan
-            for q in range(span):  # rows: B^T d
-                uq = uint64(q)
-                d0, d1, d2, d3 = df[a0 + uq], df[a1 + uq], df[a2 + uq], df[a3 + uq]
-                t_[uq] = d0 - d2
-                t_[uspan + uq] = d1 + d2
-                t_[uint64(2) * uspan + uq] = d2 - d1
-                t_[uint64(3) * uspan + uq] = d1 - d3
-            base = uint64(c * tiles + (s * n_rows + tr - tr0) * tw)
-            for a in range(4):  # columns: (B^T d) B
-                ta, o = uint64(a) * uspan, base + uint64(4 * a) * point
-                for tc in range(tw):
-                    ut, e = uint64(tc), ta + uint64(2 * tc)
-                    e0, e1, e2, e3 = t_[e], t_[e + uint64(1)], t_[e + uint64(2)], t_[e + uint64(3)]
-                    vf[o + ut] = e0 - e2
-                    vf[o + point + ut] = e1 + e2
-                    vf[o + uint64(2) * point + ut] = e2 - e1
-                    vf[o + uint64(3) * point + ut] = e1 - e3
+        plane = ((n0 + s) * c_in + c) * height * width
+        for b0 in range(tr0, tr1, band):
+            nb = min(band, tr1 - b0)
+            for i in range(nb + 1):  # padded rows 2 (b0 + i) + rp
+                for rp in range(2):
+                    r = rows[2 * (b0 + i) + rp]
+                    src = uint64(plane + max(r, 0) * width)
+                    for cp in range(4):
+                        _gather_columns(xf, src, r, cols, left, lo[cp], hi[cp], cp, tw, ph,
+                                        uint64(4 * rp + cp) * phase_len + uint64(i * tw))
+            n = nb * tw
+            for cp in range(4):  # rows: B^T d; patch rows 0..3 = even, odd, next even, next odd
+                p0, p1 = uint64(cp) * phase_len, uint64(4 + cp) * phase_len
+                t = uint64(cp) * tl
+                _sub(tt, t, ph, ph, p0, p0 + utw, n)
+                _add(tt, t + uint64(4) * tl, ph, ph, p1, p0 + utw, n)
+                _sub(tt, t + uint64(8) * tl, ph, ph, p0 + utw, p1, n)
+                _sub(tt, t + uint64(12) * tl, ph, ph, p1, p1 + utw, n)
+            o = uint64(c * tiles + (s * n_rows + b0 - tr0) * tw)
+            for a in range(4):  # columns: (B^T d) B, straight into the band's tiles
+                t0 = uint64(4 * a) * tl
+                t1, t2, t3 = t0 + tl, t0 + uint64(2) * tl, t0 + uint64(3) * tl
+                z = o + uint64(4 * a) * point
+                _sub(vf, z, tt, tt, t0, t2, n)
+                _add(vf, z + point, tt, tt, t1, t2, n)
+                _sub(vf, z + uint64(2) * point, tt, tt, t2, t1, n)
+                _sub(vf, z + uint64(3) * point, tt, tt, t1, t3, n)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
