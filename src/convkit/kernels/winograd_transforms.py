@@ -165,20 +165,37 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
                 _sub(vf, z + uint64(3) * point, tt, tt, t1, t3, n)
 
 
+@njit(inline="always")
+def _sum3(dst, d, a, x, y, z, n):
+    """dst[d + k] = a[x + k] + a[y + k] + a[z + k], k < n (one store stream: see :func:`_sub`)."""
+    for k in range(n):
+        uk = uint64(k)
+        dst[d + uk] = a[x + uk] + a[y + uk] + a[z + uk]
+
+
+@njit(inline="always")
+def _dif3(dst, d, a, x, y, z, n):
+    """dst[d + k] = a[x + k] - a[y + k] - a[z + k], k < n."""
+    for k in range(n):
+        uk = uint64(k)
+        dst[d + uk] = a[x + uk] - a[y + uk] - a[z + uk]
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
     """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output.
-    The even and odd output columns are computed as two contiguous rows and interleaved by
-    a plain copy (the interleaved arithmetic stayed scalar: 8% slower overall on ResNet's
-    64-channel 3x3 stage).  ``m`` and ``out`` are C-contiguous and indexed flat with unsigned
-    offsets, as in :func:`_input_transform`."""
+    As :func:`_input_transform`, the sums run over a band of tile rows at once, one store
+    stream per loop (vectorised), into the even and odd output columns of each output row
+    as two flat runs; a plain loop interleaves them into the row (1.1-3x faster than the
+    per-tile-row version it replaced, which ran scalar).  ``m`` and ``out`` are
+    C-contiguous, indexed flat with unsigned offsets."""
     c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
+    band = max(1, min(n_rows, BAND_ELEMENTS // tw))
     full = out_w // 2  # tile columns with both output columns inside
-    utw = uint64(tw)
-    u = np.empty(8 * tw, dtype=m.dtype)  # (A^T M)[i, b] for i < 2, b < 4, along the tiles
-    even = np.empty(tw, dtype=m.dtype)
-    odd = np.empty(tw, dtype=m.dtype)
+    tl = uint64(band * tw)
+    u = np.empty(8 * band * tw, dtype=m.dtype)  # (A^T M)[i, b] along the band's tiles
+    y = np.empty(2 * band * tw, dtype=m.dtype)  # output row i of every tile: even, odd column
     mf, of = m.reshape(-1), out.reshape(-1)
     point = uint64(m.shape[1] * m.shape[2])  # m's stride between points
     for task in range(nt * (o1 - o0)):
@@ -186,34 +203,35 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
         o = o0 + task - s * (o1 - o0)
         bo = bias[o]
         plane = uint64(((n0 + s) * c_out + o) * out_h * out_w)
-        for tr in range(tr0, tr1):
-            base = uint64(o * m.shape[2] + (s * n_rows + tr - tr0) * tw)
-            for b_ in range(4):  # rows: A^T M
-                k0 = base + uint64(b_) * point
+        for b0 in range(tr0, tr1, band):
+            nb = min(band, tr1 - b0)
+            n = nb * tw
+            base = uint64(o * m.shape[2] + (s * n_rows + b0 - tr0) * tw)
+            for b in range(4):  # rows: A^T M
+                k0 = base + uint64(b) * point
                 k1, k2, k3 = k0 + uint64(4) * point, k0 + uint64(8) * point, k0 + uint64(12) * point
-                for tc in range(tw):
-                    ut = uint64(tc)
-                    m0, m1, m2, m3 = mf[k0 + ut], mf[k1 + ut], mf[k2 + ut], mf[k3 + ut]
-                    u[uint64(b_) * utw + ut] = m0 + m1 + m2
-                    u[uint64(4 + b_) * utw + ut] = m1 - m2 - m3
-            for i in range(2):  # columns: (A^T M) A
-                oh = 2 * tr + i
-                if oh >= out_h:
-                    break
-                row = plane + uint64(oh * out_w)
-                u0 = uint64(4 * i) * utw
-                for tc in range(tw):
-                    ut = uint64(tc)
-                    a0, a1 = u[u0 + ut], u[u0 + utw + ut]
-                    a2, a3 = u[u0 + uint64(2) * utw + ut], u[u0 + uint64(3) * utw + ut]
-                    even[ut] = a0 + a1 + a2 + bo
-                    odd[ut] = a1 - a2 - a3 + bo
-                for tc in range(full):
-                    ut = uint64(tc)
-                    of[row + uint64(2) * ut] = even[ut]
-                    of[row + uint64(2) * ut + uint64(1)] = odd[ut]
-                if full < tw:
-                    of[row + uint64(2 * full)] = even[full]
+                _sum3(u, uint64(b) * tl, mf, k0, k1, k2, n)
+                _dif3(u, uint64(4 + b) * tl, mf, k1, k2, k3, n)
+            for i in range(2):  # columns: (A^T M) A, plus the bias
+                u0 = uint64(4 * i) * tl
+                u1, u2, u3 = u0 + tl, u0 + uint64(2) * tl, u0 + uint64(3) * tl
+                for k in range(n):
+                    uk = uint64(k)
+                    y[uk] = u[u0 + uk] + u[u1 + uk] + u[u2 + uk] + bo
+                for k in range(n):
+                    uk = uint64(k)
+                    y[tl + uk] = u[u1 + uk] - u[u2 + uk] - u[u3 + uk] + bo
+                for r in range(nb):
+                    oh = 2 * (b0 + r) + i
+                    if oh >= out_h:
+                        break
+                    row, e = plane + uint64(oh * out_w), uint64(r * tw)
+                    for tc in range(full):
+                        ut = uint64(tc)
+                        of[row + uint64(2) * ut] = y[e + ut]
+                        of[row + uint64(2) * ut + uint64(1)] = y[tl + e + ut]
+                    if full < tw:
+                        of[row + uint64(2 * full)] = y[e + uint64(full)]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
