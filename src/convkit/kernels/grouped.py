@@ -242,11 +242,11 @@ def _kernel(KH, KW, DH, DW, CU, MASKED):
                                             s3 += wt[3 * CU * TAPS + tap] * v
                                 acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
                         keep = min(length, span - t0)  # positions past span are dropped
-                        for k in range(min(4, og - co)):
-                            if direct_out:
-                                out[ni, g * og + co + k].reshape(-1)[t0:t0 + keep] = acc[k, :keep]
-                            else:
-                                wide[co + k, t0:t0 + keep] = acc[k, :keep]
+                        for k in range(min(4, og - co)):  # loops: a slice assignment allocates
+                            dst = out[ni, g * og + co + k].reshape(-1) if direct_out \
+                                else wide[co + k]
+                            for t in range(keep):
+                                dst[base + uint64(t)] = acc[k, uint64(t)]
                 if not direct_out:  # flat index loops: a view or slice per row costs more
                     for oc in range(og):
                         src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
