@@ -261,48 +261,106 @@ def _weight_transform(w, u, o0, o1):
 
 
 @njit(inline="always")
-def _a4(r0, r1):
-    """(r0, r1) A^T: one row of A dY A^T from a row of A dY."""
-    return r0, r0 + r1, r0 - r1, -r1
-
-
-@njit(inline="always")
-def _put4(m, z, o, t, values):
-    """m[z + k, o, t] = values[k], k = 0..3."""
-    m[z, o, t], m[z + 1, o, t] = values[0], values[1]
-    m[z + 2, o, t], m[z + 3, o, t] = values[2], values[3]
-
-
-@njit(inline="always")
-def _grad_tile(d, o, t, y00, y01, y10, y11):
-    """d[4a + b, o, t] = (A dY A^T)[a, b] for the 2x2 block dY = [[y00, y01], [y10, y11]]."""
-    _put4(d, 0, o, t, _a4(y00, y01))
-    _put4(d, 4, o, t, _a4(y00 + y10, y01 + y11))
-    _put4(d, 8, o, t, _a4(y00 - y10, y01 - y11))
-    _put4(d, 12, o, t, _a4(-y10, -y11))
+def _gather_pairs(gf, src, inside, count, full, tw, dst, even, odd):
+    """dst[even + k], dst[odd + k] = columns 2k, 2k + 1 of the grad_output row at gf[src]
+    for k < tw (``count`` columns: zero past them; all zero when not ``inside``)."""
+    if not inside:
+        for k in range(tw):
+            dst[even + uint64(k)] = 0
+        for k in range(tw):
+            dst[odd + uint64(k)] = 0
+        return
+    for k in range(full):
+        dst[even + uint64(k)] = gf[src + uint64(2 * k)]
+    for k in range(full):
+        dst[odd + uint64(k)] = gf[src + uint64(2 * k + 1)]
+    if full < tw:  # odd width: the last tile's second column is past the output
+        dst[even + uint64(full)] = gf[src + uint64(count - 1)]
+        dst[odd + uint64(full)] = 0
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def grad_output_transform(go, n0, nt, tr0, tr1, tw, o0, o1, d):
     """d[z, o, t] = (A dY A^T)[z] for the 2x2 block dY of ``go`` at tile t (tiles numbered
     as :func:`_input_transform`'s), zero past the output: the transpose of the output
-    transform."""
-    out_h, out_w = go.shape[2], go.shape[3]
+    transform.  With dY = [[y00, y01], [y10, y11]], rows a of A dY are (y00, y01),
+    (y00 + y10, y01 + y11), (y00 - y10, y01 - y11), (-y10, -y11), and each row (r0, r1)
+    times A^T is (r0, r0 + r1, r0 - r1, -r1).  As the forward transforms: the band's
+    2x2 blocks are split into four arrays at the tile pitch, and every point is one flat
+    loop with one store stream (the per-tile version stored 16 scalars a tile: 17.7 ms
+    against 1.x ms for ResNet's 64-channel 56x56 batch on one thread)."""
+    c_out, out_h, out_w = go.shape[1], go.shape[2], go.shape[3]
     n_rows = tr1 - tr0
+    band = max(1, min(n_rows, BAND_ELEMENTS // tw))
     full = out_w // 2  # tiles with both columns inside
-    zero = np.zeros(out_w, dtype=go.dtype)
+    tl = uint64(band * tw)
+    y = np.empty(4 * band * tw, dtype=go.dtype)  # y00, y01, y10, y11 along the band's tiles
+    gf, df, tiles = go.reshape(-1), d.reshape(-1), d.shape[2]
+    point = uint64(d.shape[1] * tiles)  # d's stride between points
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
-        for tr in range(tr0, tr1):
-            y0 = go[n0 + s, o, 2 * tr]
-            y1 = go[n0 + s, o, 2 * tr + 1] if 2 * tr + 1 < out_h else zero
-            base = (s * n_rows + tr - tr0) * tw
-            for tc in range(full):
-                _grad_tile(d, o, base + tc, y0[2 * tc], y0[2 * tc + 1], y1[2 * tc],
-                           y1[2 * tc + 1])
-            if full < tw:
-                _grad_tile(d, o, base + full, y0[2 * full], zero[0], y1[2 * full], zero[0])
+        plane = ((n0 + s) * c_out + o) * out_h * out_w
+        for b0 in range(tr0, tr1, band):
+            nb = min(band, tr1 - b0)
+            n = nb * tw
+            for i in range(nb):
+                r = 2 * (b0 + i)
+                e = uint64(i * tw)
+                _gather_pairs(gf, uint64(plane + r * out_w), True, out_w, full, tw, y, e, e + tl)
+                _gather_pairs(gf, uint64(plane + (r + 1) * out_w), r + 1 < out_h, out_w, full,
+                              tw, y, e + uint64(2) * tl, e + uint64(3) * tl)
+            y00, y01, y10, y11 = uint64(0), tl, uint64(2) * tl, uint64(3) * tl
+            z = uint64(o * tiles + (s * n_rows + b0 - tr0) * tw)
+            for k in range(n):  # a = 0: (y00, y01)
+                uk = uint64(k)
+                df[z + uk] = y[y00 + uk]
+                df[z + point + uk] = y[y00 + uk] + y[y01 + uk]
+            for k in range(n):
+                uk = uint64(k)
+                df[z + uint64(2) * point + uk] = y[y00 + uk] - y[y01 + uk]
+                df[z + uint64(3) * point + uk] = -y[y01 + uk]
+            z4 = z + uint64(4) * point
+            for k in range(n):  # a = 1: (y00 + y10, y01 + y11)
+                uk = uint64(k)
+                df[z4 + uk] = y[y00 + uk] + y[y10 + uk]
+            for k in range(n):
+                uk = uint64(k)
+                df[z4 + point + uk] = (y[y00 + uk] + y[y10 + uk]) + (y[y01 + uk] + y[y11 + uk])
+            for k in range(n):
+                uk = uint64(k)
+                df[z4 + uint64(2) * point + uk] = ((y[y00 + uk] + y[y10 + uk])
+                                                  - (y[y01 + uk] + y[y11 + uk]))
+            for k in range(n):
+                uk = uint64(k)
+                df[z4 + uint64(3) * point + uk] = -(y[y01 + uk] + y[y11 + uk])
+            z8 = z + uint64(8) * point
+            for k in range(n):  # a = 2: (y00 - y10, y01 - y11)
+                uk = uint64(k)
+                df[z8 + uk] = y[y00 + uk] - y[y10 + uk]
+            for k in range(n):
+                uk = uint64(k)
+                df[z8 + point + uk] = (y[y00 + uk] - y[y10 + uk]) + (y[y01 + uk] - y[y11 + uk])
+            for k in range(n):
+                uk = uint64(k)
+                df[z8 + uint64(2) * point + uk] = ((y[y00 + uk] - y[y10 + uk])
+                                                  - (y[y01 + uk] - y[y11 + uk]))
+            for k in range(n):
+                uk = uint64(k)
+                df[z8 + uint64(3) * point + uk] = y[y11 + uk] - y[y01 + uk]
+            z12 = z + uint64(12) * point
+            for k in range(n):  # a = 3: (-y10, -y11)
+                uk = uint64(k)
+                df[z12 + uk] = -y[y10 + uk]
+            for k in range(n):
+                uk = uint64(k)
+                df[z12 + point + uk] = -(y[y10 + uk] + y[y11 + uk])
+            for k in range(n):
+                uk = uint64(k)
+                df[z12 + uint64(2) * point + uk] = y[y11 + uk] - y[y10 + uk]
+            for k in range(n):
+                uk = uint64(k)
+                df[z12 + uint64(3) * point + uk] = y[y11 + uk]
 
 
 @njit(inline="always")
