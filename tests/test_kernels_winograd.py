@@ -279,6 +279,31 @@ def test_winograd_weight_gradient_against_torch(point, c_in, c_out, n, h, w, pad
     assert_close(grad_b, want_b, dtype, 1e-12 if dtype == np.float64 else FLOAT32_TOL)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_planes_of_several_bands(dtype):
+    """Planes with more tiles than one band of the transforms (``BAND_ELEMENTS``): a 76x36
+    output is 38 rows of 18 F(2x2) tiles, run as bands of 28 and 10 tile rows; forward (F(4x4)
+    in float64) and weight gradient (F(2x2)), asymmetric reflect padding."""
+    from convkit.kernels import backward
+    from convkit.kernels.winograd_transforms import BAND_ELEMENTS
+    padding = ((2, 1), (0, 3))
+    problem = problem_of((2, 16, 75, 35), (16, 16, 3, 3), dtype, padding=padding,
+                         padding_mode="reflect")
+    tiles_per_row = -(-problem.out_w // 2)
+    assert -(-problem.out_h // 2) * tiles_per_row > BAND_ELEMENTS  # more than one band
+    rng = np.random.default_rng(75)
+    x = rng.standard_normal((2, 16, 75, 35)).astype(dtype)
+    k = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype)
+    out, _ = run_winograd(x, k, b, padding=padding, padding_mode="reflect")
+    want = torch_conv2d(x, k, b, padding=padding, padding_mode="reflect")
+    assert_close(out, want, dtype, tol(dtype))
+    go = rng.standard_normal(out.shape).astype(dtype)
+    grad_w, _ = backward.weight_and_bias_gradients(go, x, problem)
+    want_w = torch_conv2d_grads(go, x, k, padding=padding, padding_mode="reflect")[1]
+    assert_close(grad_w, want_w, dtype, 1e-12 if dtype == np.float64 else FLOAT32_TOL)
+
+
 @pytest.mark.parametrize("shape", [(2, 64, 56, 64), (4, 256, 14, 256)])
 def test_winograd_weight_gradient_float32_accuracy_suite_shapes(shape):
     n, c_in, hw, c_out = shape
