@@ -281,18 +281,21 @@ def test_winograd_weight_gradient_against_torch(point, c_in, c_out, n, h, w, pad
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_planes_of_several_bands(dtype):
-    """Planes with more tiles than one band of the transforms (``BAND_ELEMENTS``): a 76x36
-    output is 38 rows of 18 F(2x2) tiles, run as bands of 28 and 10 tile rows; forward (F(4x4)
-    in float64) and weight gradient (F(2x2)), asymmetric reflect padding."""
+    """Planes with more tiles than one band of the transforms: a 76x72 output is 38 rows of
+    36 F(2x2) tiles, run as bands of 14, 14 and 10 tile rows, and 19 rows of 18 F(4x4)
+    tiles (float64), bands of 14 and 5; forward and weight gradient (F(2x2) in both
+    dtypes), asymmetric reflect padding."""
     from convkit.kernels import backward
-    from convkit.kernels.winograd_transforms import BAND_ELEMENTS
+    from convkit.kernels.winograd_transforms import BAND_ELEMENTS, BAND_ELEMENTS_4
     padding = ((2, 1), (0, 3))
-    problem = problem_of((2, 16, 75, 35), (16, 16, 3, 3), dtype, padding=padding,
+    problem = problem_of((2, 16, 75, 71), (16, 16, 3, 3), dtype, padding=padding,
                          padding_mode="reflect")
-    tiles_per_row = -(-problem.out_w // 2)
-    assert -(-problem.out_h // 2) * tiles_per_row > BAND_ELEMENTS  # more than one band
+    f = winograd.variant(problem)
+    assert f.m == (4 if dtype == np.float64 else 2)
+    for m, band in ((2, BAND_ELEMENTS), (f.m, BAND_ELEMENTS_4 if f.m == 4 else BAND_ELEMENTS)):
+        assert -(-problem.out_h // m) * -(-problem.out_w // m) > band  # more than one band
     rng = np.random.default_rng(75)
-    x = rng.standard_normal((2, 16, 75, 35)).astype(dtype)
+    x = rng.standard_normal((2, 16, 75, 71)).astype(dtype)
     k = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
     b = rng.standard_normal(16).astype(dtype)
     out, _ = run_winograd(x, k, b, padding=padding, padding_mode="reflect")

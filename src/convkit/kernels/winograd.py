@@ -27,9 +27,8 @@ Stages:
    padded input rows of a band of tile rows are gathered through the padding index
    maps (every padding mode, asymmetric pads, no padded copy of the input) into
    phase arrays at the tile pitch, so that every later step is one flat loop over
-   the band's tiles with one store stream -- the form LLVM vectorises (F(2x2); the
-   per-tile loops it replaced ran scalar, 1.6-2.7x slower).  F(4x4) keeps a ring of
-   rows combined row by row.
+   the band's tiles with one store stream -- the form LLVM vectorises (the per-tile
+   loops it replaced ran scalar: F(2x2) 1.6-2.7x slower).
 3. One BLAS product per point, ``M[z] = U[z] @ V[z]``.
 4. Output transform (Numba): ``Y = A^T M A`` plus bias, the same way; the last tile
    row / column is cropped when the tiles overrun the output.

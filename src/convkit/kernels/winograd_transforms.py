@@ -1,10 +1,10 @@
 """The Numba transforms of :mod:`convkit.kernels.winograd`: F(2x2, 3x3) (forward, and the
 weight gradient's transform of grad_output and inverse weight transform) and F(4x4, 3x3)
-(forward, float64).  Each reads the input through the padding index maps, works on whole
-rows so the loops vectorise, and stores along the contiguous tile axis; tasks are (sample,
-channel) pairs of a channel slice, so a schedule can split the work by samples, tile rows
-or channels.  The matrices are in winograd.py's docstring (F(2x2)) and above the F(4x4)
-functions.
+(forward, float64).  Each reads the input through the padding index maps and works on
+bands of tile rows as flat runs along the contiguous tile axis, one store stream per loop,
+so LLVM vectorises every loop; tasks are (sample, channel) pairs of a channel slice, so a
+schedule can split the work by samples, tile rows or channels.  The matrices are in
+winograd.py's docstring (F(2x2)) and above the F(4x4) functions.
 """
 from __future__ import annotations
 
@@ -25,40 +25,6 @@ class Variant(NamedTuple):
     @property
     def points(self) -> int:
         return (self.m + 2) ** 2
-
-
-@njit(inline="always")
-def _gather_row(plane, rows, cols, pr, left, head, inner_lo, inner_end, row):
-    """row[q] = padded ``plane`` at (pr, q) for q < row.size, read through the padding index
-    maps (zero where a map says -1; the maps cover every row and column read, see
-    :meth:`convkit.kernels.winograd._Call.of`), columns ``inner_lo:inner_end`` straight.
-    Plain loops and no bounds tests on the maps: a slice assignment (Numba allocates a
-    temporary for it) or ``rows[pr] if pr < rows.size else -1`` made this 5-7x slower,
-    40-60 ns a row, half the time of the whole input transform on 14x14 planes."""
-    r = rows[pr]
-    if r < 0:
-        for q in range(row.size):
-            row[q] = 0
-        return
-    src = plane[r]
-    for q in range(head):
-        k = cols[q]
-        row[q] = src[k] if k >= 0 else 0
-    for q in range(inner_lo, inner_end):
-        row[q] = src[q - left]
-    for q in range(inner_end, row.size):
-        k = cols[q]
-        row[q] = src[k] if k >= 0 else 0
-
-
-@njit(inline="always")
-def _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, m, tr, first, d):
-    """Padded rows ``m tr .. m tr + m + 1`` (tile row ``tr``'s patches) into the ring ``d``:
-    row ``r`` lives in ``d[r % len(d)]``, so the two rows shared with the previous tile row
-    are already there unless this is the ``first``."""
-    for i in range(0 if first else 2, m + 2):
-        r = m * tr + i
-        _gather_row(plane, rows, cols, r, left, head, inner_lo, inner_end, d[r % d.shape[0]])
 
 
 BAND_ELEMENTS = 512  # tiles of one band of tile rows: the scratch (40 floats a tile) stays in L1
@@ -83,23 +49,35 @@ def _add(dst, d, a, b, x, y, n):
 
 
 @njit(inline="always")
-def _gather_columns(xf, src, r, cols, left, lo, hi, cp, tw, dst, d):
-    """dst[d + k] = the padded row at column 2k + cp for k < tw: input row ``r`` starting at
-    xf[src] (all zero when r < 0), columns of tiles lo..hi-1 straight from the row, the
+def _gather_columns(xf, src, r, cols, left, lo, hi, cp, tw, dst, d, step):
+    """dst[d + k] = the padded row at column step k + cp for k < tw: input row ``r`` starting
+    at xf[src] (all zero when r < 0), columns of tiles lo..hi-1 straight from the row, the
     others through the column map."""
     if r < 0:
         for k in range(tw):
             dst[d + uint64(k)] = 0
         return
     for k in range(lo):
-        a = cols[2 * k + cp]
+        a = cols[step * k + cp]
         dst[d + uint64(k)] = xf[src + uint64(a)] if a >= 0 else 0
     q = src + uint64(cp - left)
     for k in range(lo, hi):
-        dst[d + uint64(k)] = xf[q + uint64(2 * k)]
+        dst[d + uint64(k)] = xf[q + uint64(step * k)]
     for k in range(hi, tw):
-        a = cols[2 * k + cp]
+        a = cols[step * k + cp]
         dst[d + uint64(k)] = xf[src + uint64(a)] if a >= 0 else 0
+
+
+@njit(inline="always")
+def _inside_tiles(inner_lo, inner_end, step, phases, tw):
+    """(lo, hi) per column phase cp: the tile columns k whose padded column step k + cp is
+    an input column (``inner_lo <= step k + cp < inner_end``)."""
+    lo = np.empty(phases, dtype=np.int64)
+    hi = np.empty(phases, dtype=np.int64)
+    for cp in range(phases):
+        lo[cp] = min(tw, max(0, (inner_lo - cp + step - 1) // step))
+        hi[cp] = max(lo[cp], min(tw, (inner_end - cp + step - 1) // step))
+    return lo, hi
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -122,11 +100,7 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
     band = max(1, min(n_rows, BAND_ELEMENTS // tw))
     span = 2 * tw + 2  # padded columns the tiles of one row read
     inner_lo, inner_end = min(max(inner_lo, 0), span), min(inner_hi, span)
-    lo = np.empty(4, dtype=np.int64)  # tile columns k with padded column 2k + cp inside
-    hi = np.empty(4, dtype=np.int64)  # the input: lo[cp] <= k < hi[cp]
-    for cp in range(4):
-        lo[cp] = min(tw, max(0, (inner_lo - cp + 1) // 2))
-        hi[cp] = max(lo[cp], min(tw, (inner_end - cp + 1) // 2))
+    lo, hi = _inside_tiles(inner_lo, inner_end, 2, 4, tw)
     phase_len, tl = uint64((band + 1) * tw), uint64(band * tw)
     ph = np.empty(8 * (band + 1) * tw, dtype=x.dtype)  # [row parity][cp][band row][k]
     tt = np.empty(16 * band * tw, dtype=x.dtype)  # (B^T d)[a] at column phase cp: [a][cp]
@@ -145,7 +119,7 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
                     src = uint64(plane + max(r, 0) * width)
                     for cp in range(4):
                         _gather_columns(xf, src, r, cols, left, lo[cp], hi[cp], cp, tw, ph,
-                                        uint64(4 * rp + cp) * phase_len + uint64(i * tw))
+                                        uint64(4 * rp + cp) * phase_len + uint64(i * tw), 2)
             n = nb * tw
             for cp in range(4):  # rows: B^T d; patch rows 0..3 = even, odd, next even, next odd
                 p0, p1 = uint64(cp) * phase_len, uint64(4 + cp) * phase_len
@@ -392,97 +366,160 @@ def weight_gradient_transform(du, grad):
 #         [0  4  0 -5  0  1]        [  0     0     1  ]
 # Tiles step by 4 and 6x6 patches overlap by 2; point z = 6 a + b is (row a, column b).
 
+BAND_ELEMENTS_4 = 256  # F(4x4) keeps 60 numbers a tile of scratch (float64: in L2)
+
+
+@njit(inline="always")
+def _bt6_row(dst, d, a, x0, x1, x2, x3, x4, x5, b, n):
+    """dst[d + k] = (B^T (a[x0 + k], ..., a[x5 + k]))[b] for k < n (F(4x4)), one flat loop
+    with one store stream."""
+    if b == 0:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 4.0 * a[x0 + uk] - 5.0 * a[x2 + uk] + a[x4 + uk]
+    elif b == 1:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = a[x3 + uk] + a[x4 + uk] - 4.0 * (a[x1 + uk] + a[x2 + uk])
+    elif b == 2:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 4.0 * (a[x1 + uk] - a[x2 + uk]) + a[x4 + uk] - a[x3 + uk]
+    elif b == 3:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 2.0 * (a[x3 + uk] - a[x1 + uk]) + a[x4 + uk] - a[x2 + uk]
+    elif b == 4:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 2.0 * (a[x1 + uk] - a[x3 + uk]) + a[x4 + uk] - a[x2 + uk]
+    else:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 4.0 * a[x1 + uk] - 5.0 * a[x3 + uk] + a[x5 + uk]
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, tw, c0,
                        c1, v):
-    """v[z, c, t] = (B^T d B)[z] for the 6x6 patch d of tile t (F(4x4)); as
-    :func:`_input_transform` (flat, unsigned offsets), the padded rows in a ring of 8 (two
-    shared between tile rows)."""
-    span = 4 * tw + 2
+    """v[z, c, t] = (B^T d B)[z] for the 6x6 patch d of tile t (F(4x4)), as
+    :func:`_input_transform`: the padded rows of a band of tile rows gathered into phase
+    arrays at the tile pitch (row phase 4 i + rp, rp < 4; column phase 4 k + cp, cp < 6),
+    then every row and column combination one flat loop over the band's tiles (the
+    per-tile version it replaced ran scalar)."""
     n_rows = tr1 - tr0
-    head, inner_end = min(inner_lo, span), min(inner_hi, span)
-    d = np.empty((8, span), dtype=x.dtype)
-    df, t_ = d.reshape(-1), np.empty(6 * span, dtype=x.dtype)
-    vf, tiles = v.reshape(-1), v.shape[2]
-    point, uspan = uint64(v.shape[1] * tiles), uint64(span)  # v's stride between points
+    band = max(1, min(n_rows, BAND_ELEMENTS_4 // tw))
+    span = 4 * tw + 2  # padded columns the tiles of one row read
+    inner_lo, inner_end = min(max(inner_lo, 0), span), min(inner_hi, span)
+    lo, hi = _inside_tiles(inner_lo, inner_end, 4, 6, tw)
+    phase_len, tl = uint64((band + 1) * tw), uint64(band * tw)
+    ph = np.empty(24 * (band + 1) * tw, dtype=x.dtype)  # [row phase][column phase][row][k]
+    tt = np.empty(36 * band * tw, dtype=x.dtype)  # (B^T d)[a] at column phase cp: [a][cp]
+    xf, vf, tiles = x.reshape(-1), v.reshape(-1), v.shape[2]
+    c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
+    point, utw = uint64(v.shape[1] * tiles), uint64(tw)  # v's stride between points
     for task in range(nt * (c1 - c0)):
         s = task // (c1 - c0)
         c = c0 + task - s * (c1 - c0)
-        plane = x[n0 + s, c]
-        for tr in range(tr0, tr1):
-            _ring_rows(plane, rows, cols, left, head, inner_lo, inner_end, 4, tr, tr == tr0, d)
-            first = 4 * tr
-            a0, a1 = uint64(first % 8) * uspan, uint64((first + 1) % 8) * uspan
-            a2, a3 = uint64((first + 2) % 8) * uspan, uint64((first + 3) % 8) * uspan
-            a4, a5 = uint64((first + 4) % 8) * uspan, uint64((first + 5) % 8) * uspan
-            for q in range(span):  # rows: B^T d
-                uq = uint64(q)
-                (t_[uq], t_[uspan + uq], t_[uint64(2) * uspan + uq], t_[uint64(3) * uspan + uq],
-                 t_[uint64(4) * uspan + uq], t_[uint64(5) * uspan + uq]) = _bt6(
-                    df[a0 + uq], df[a1 + uq], df[a2 + uq], df[a3 + uq], df[a4 + uq], df[a5 + uq])
-            base = uint64(c * tiles + (s * n_rows + tr - tr0) * tw)
-            for a in range(6):  # columns: (B^T d) B
-                ta, o = uint64(a) * uspan, base + uint64(6 * a) * point
-                for tc in range(tw):
-                    ut, e = uint64(tc), ta + uint64(4 * tc)
-                    (vf[o + ut], vf[o + point + ut], vf[o + uint64(2) * point + ut],
-                     vf[o + uint64(3) * point + ut], vf[o + uint64(4) * point + ut],
-                     vf[o + uint64(5) * point + ut]) = _bt6(
-                        t_[e], t_[e + uint64(1)], t_[e + uint64(2)], t_[e + uint64(3)],
-                        t_[e + uint64(4)], t_[e + uint64(5)])
+        plane = ((n0 + s) * c_in + c) * height * width
+        for b0 in range(tr0, tr1, band):
+            nb = min(band, tr1 - b0)
+            for i in range(nb + 1):  # padded rows 4 (b0 + i) + rp
+                for rp in range(4 if i < nb else 2):
+                    r = rows[4 * (b0 + i) + rp]
+                    src = uint64(plane + max(r, 0) * width)
+                    for cp in range(6):
+                        _gather_columns(xf, src, r, cols, left, lo[cp], hi[cp], cp, tw, ph,
+                                        uint64(6 * rp + cp) * phase_len + uint64(i * tw), 4)
+            n = nb * tw
+            for cp in range(6):  # rows: patch rows 0..5 = phases 0..3 of row i, 0..1 of i + 1
+                p0 = uint64(cp) * phase_len
+                p1, p2, p3 = p0 + uint64(6) * phase_len, p0 + uint64(12) * phase_len, \
+                    p0 + uint64(18) * phase_len
+                for a in range(6):
+                    _bt6_row(tt, uint64(6 * a + cp) * tl, ph, p0, p1, p2, p3, p0 + utw,
+                             p1 + utw, a, n)
+            o = uint64(c * tiles + (s * n_rows + b0 - tr0) * tw)
+            for a in range(6):  # columns: (B^T d) B, straight into the band's tiles
+                t0 = uint64(6 * a) * tl
+                for b in range(6):
+                    _bt6_row(vf, o + uint64(6 * a + b) * point, tt, t0, t0 + tl,
+                             t0 + uint64(2) * tl, t0 + uint64(3) * tl, t0 + uint64(4) * tl,
+                             t0 + uint64(5) * tl, b, n)
 
 
-@njit(inline="always", fastmath=True)
-def _bt6(d0, d1, d2, d3, d4, d5):
-    """B^T (d0, ..., d5) for F(4x4, 3x3)."""
-    return (4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2), 4.0 * (d1 - d2) + d4 - d3,
-            2.0 * (d3 - d1) + d4 - d2, 2.0 * (d1 - d3) + d4 - d2, 4.0 * d1 - 5.0 * d3 + d5)
-
-
-@njit(inline="always", fastmath=True)
-def _at6(m0, m1, m2, m3, m4, m5):
-    """A^T (m0, ..., m5) for F(4x4, 3x3)."""
-    return (m0 + m1 + m2 + m3 + m4, m1 - m2 + 2.0 * (m3 - m4), m1 + m2 + 4.0 * (m3 + m4),
-            m1 - m2 + 8.0 * (m3 - m4) + m5)
+@njit(inline="always")
+def _at6_row(dst, d, a, x0, x1, x2, x3, x4, x5, i, n, bias):
+    """dst[d + k] = (A^T (a[x0 + k], ..., a[x5 + k]))[i] + bias for k < n (F(4x4))."""
+    if i == 0:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = a[x0 + uk] + a[x1 + uk] + a[x2 + uk] + a[x3 + uk] + a[x4 + uk] + bias
+    elif i == 1:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = a[x1 + uk] - a[x2 + uk] + 2.0 * (a[x3 + uk] - a[x4 + uk]) + bias
+    elif i == 2:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = a[x1 + uk] + a[x2 + uk] + 4.0 * (a[x3 + uk] + a[x4 + uk]) + bias
+    else:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = (a[x1 + uk] - a[x2 + uk] + 8.0 * (a[x3 + uk] - a[x4 + uk])
+                           + a[x5 + uk] + bias)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _output_transform_4(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
-    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4))."""
-    out_h, out_w = out.shape[2], out.shape[3]
+    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4)); as
+    :func:`_output_transform`, flat loops over a band of tiles, then a plain loop places
+    each output row's four column phases."""
+    c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
+    band = max(1, min(n_rows, BAND_ELEMENTS_4 // tw))
     full = out_w // 4  # tile columns with all four output columns inside
     rest = out_w - 4 * full
-    u = np.empty((4, 6, tw), dtype=m.dtype)
+    tl = uint64(band * tw)
+    u = np.empty(24 * band * tw, dtype=m.dtype)  # (A^T M)[i, b] along the band's tiles
+    y = np.empty(4 * band * tw, dtype=m.dtype)  # output row i of every tile: columns j
+    mf, of = m.reshape(-1), out.reshape(-1)
+    point = uint64(m.shape[1] * m.shape[2])  # m's stride between points
+    zero = np.zeros(1, dtype=m.dtype)[0]  # (a literal 0 would make the sums float64)
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
         bo = bias[o]
-        for tr in range(tr0, tr1):
-            base = (s * n_rows + tr - tr0) * tw
-            for b_ in range(6):  # rows: A^T M
-                m0, m1, m2 = m[b_, o], m[6 + b_, o], m[12 + b_, o]
-                m3, m4, m5 = m[18 + b_, o], m[24 + b_, o], m[30 + b_, o]
-                for tc in range(tw):
-                    k = base + tc
-                    u[0, b_, tc], u[1, b_, tc], u[2, b_, tc], u[3, b_, tc] = _at6(
-                        m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
-            for i in range(4):  # columns: (A^T M) A
-                oh = 4 * tr + i
-                if oh >= out_h:
-                    break
-                row = out[n0 + s, o, oh]
-                u0, u1, u2, u3, u4, u5 = u[i, 0], u[i, 1], u[i, 2], u[i, 3], u[i, 4], u[i, 5]
-                for tc in range(full):
-                    y0, y1, y2, y3 = _at6(u0[tc], u1[tc], u2[tc], u3[tc], u4[tc], u5[tc])
-                    row[4 * tc] = y0 + bo
-                    row[4 * tc + 1] = y1 + bo
-                    row[4 * tc + 2] = y2 + bo
-                    row[4 * tc + 3] = y3 + bo
-                if rest:
-                    y = _at6(u0[full], u1[full], u2[full], u3[full], u4[full], u5[full])
+        plane = uint64(((n0 + s) * c_out + o) * out_h * out_w)
+        for b0 in range(tr0, tr1, band):
+            nb = min(band, tr1 - b0)
+            n = nb * tw
+            base = uint64(o * m.shape[2] + (s * n_rows + b0 - tr0) * tw)
+            for b in range(6):  # rows: A^T M
+                k0 = base + uint64(b) * point
+                for i in range(4):
+                    _at6_row(u, uint64(6 * i + b) * tl, mf, k0, k0 + uint64(6) * point,
+                             k0 + uint64(12) * point, k0 + uint64(18) * point,
+                             k0 + uint64(24) * point, k0 + uint64(30) * point, i, n, zero)
+            for i in range(4):  # columns: (A^T M) A, plus the bias
+                u0 = uint64(6 * i) * tl
+                for j in range(4):
+                    _at6_row(y, uint64(j) * tl, u, u0, u0 + tl, u0 + uint64(2) * tl,
+                             u0 + uint64(3) * tl, u0 + uint64(4) * tl, u0 + uint64(5) * tl,
+                             j, n, bo)
+                for r in range(nb):
+                    oh = 4 * (b0 + r) + i
+                    if oh >= out_h:
+                        break
+                    row, e = plane + uint64(oh * out_w), uint64(r * tw)
+                    for tc in range(full):
+                        ut, q = uint64(tc), row + uint64(4 * tc)
+                        of[q] = y[e + ut]
+                        of[q + uint64(1)] = y[tl + e + ut]
+                        of[q + uint64(2)] = y[uint64(2) * tl + e + ut]
+                        of[q + uint64(3)] = y[uint64(3) * tl + e + ut]
                     for j in range(rest):
-                        row[4 * full + j] = y[j] + bo
+                        of[row + uint64(4 * full + j)] = y[uint64(j) * tl + e + uint64(full)]
 
 
 SIXTH, TWELFTH, TWENTY_FOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0  # multiplies, not divisions
