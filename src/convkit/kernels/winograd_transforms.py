@@ -69,6 +69,21 @@ def _gather_columns(xf, src, r, cols, left, lo, hi, cp, tw, dst, d, step):
 
 
 @njit(inline="always")
+def _gather_band(xf, plane, width, rows, cols, left, lo, hi, b0, nb, tw, ph, phase_len, m):
+    """The phase arrays of F(m x m)'s band of tile rows ``b0 .. b0 + nb - 1``: padded row
+    ``m (b0 + i) + rp`` (row phase rp < m, and 0, 1 of row ``nb`` for the last patches'
+    bottom rows) at column ``m k + cp`` (cp < m + 2) into ``ph[(m + 2) rp + cp, i, k]``
+    (arrays of ``phase_len``, rows of ``tw``); ``lo``, ``hi`` from :func:`_inside_tiles`."""
+    for i in range(nb + 1):
+        for rp in range(m if i < nb else 2):
+            r = rows[m * (b0 + i) + rp]
+            src = uint64(plane + max(r, 0) * width)
+            for cp in range(m + 2):
+                _gather_columns(xf, src, r, cols, left, lo[cp], hi[cp], cp, tw, ph,
+                                uint64((m + 2) * rp + cp) * phase_len + uint64(i * tw), m)
+
+
+@njit(inline="always")
 def _inside_tiles(inner_lo, inner_end, step, phases, tw):
     """(lo, hi) per column phase cp: the tile columns k whose padded column step k + cp is
     an input column (``inner_lo <= step k + cp < inner_end``)."""
@@ -113,13 +128,7 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
         plane = ((n0 + s) * c_in + c) * height * width
         for b0 in range(tr0, tr1, band):
             nb = min(band, tr1 - b0)
-            for i in range(nb + 1):  # padded rows 2 (b0 + i) + rp
-                for rp in range(2):
-                    r = rows[2 * (b0 + i) + rp]
-                    src = uint64(plane + max(r, 0) * width)
-                    for cp in range(4):
-                        _gather_columns(xf, src, r, cols, left, lo[cp], hi[cp], cp, tw, ph,
-                                        uint64(4 * rp + cp) * phase_len + uint64(i * tw), 2)
+            _gather_band(xf, plane, width, rows, cols, left, lo, hi, b0, nb, tw, ph, phase_len, 2)
             n = nb * tw
             for cp in range(4):  # rows: B^T d; patch rows 0..3 = even, odd, next even, next odd
                 p0, p1 = uint64(cp) * phase_len, uint64(4 + cp) * phase_len
@@ -424,13 +433,7 @@ def _input_transform_4(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1
         plane = ((n0 + s) * c_in + c) * height * width
         for b0 in range(tr0, tr1, band):
             nb = min(band, tr1 - b0)
-            for i in range(nb + 1):  # padded rows 4 (b0 + i) + rp
-                for rp in range(4 if i < nb else 2):
-                    r = rows[4 * (b0 + i) + rp]
-                    src = uint64(plane + max(r, 0) * width)
-                    for cp in range(6):
-                        _gather_columns(xf, src, r, cols, left, lo[cp], hi[cp], cp, tw, ph,
-                                        uint64(6 * rp + cp) * phase_len + uint64(i * tw), 4)
+            _gather_band(xf, plane, width, rows, cols, left, lo, hi, b0, nb, tw, ph, phase_len, 4)
             n = nb * tw
             for cp in range(6):  # rows: patch rows 0..5 = phases 0..3 of row i, 0..1 of i + 1
                 p0 = uint64(cp) * phase_len
