@@ -254,8 +254,7 @@ def _by_units(call, u, p, plan):
         n0, nt, tr0, tr1 = task
         with buffers.lease(task) as (v, m):
             call.transform_input(v, n0, nt, tr0, tr1, 0, p.c_in)
-            for z in range(call.f.points):
-                np.matmul(u[z, :p.c_out], v[z, :p.c_in], out=m[z, :p.c_out])
+            np.matmul(u[:, :p.c_out], v[:, :p.c_in], out=m[:, :p.c_out])  # a BLAS call a point
             call.transform_output(m, n0, nt, tr0, tr1, 0, p.c_out)
 
     blas.parallel(unit, plan.units, plan.flops)  # workers take units as they free up
@@ -346,13 +345,12 @@ def weight_gradient(grad_out, x, p):
 
         def add(i, acc):
             n0, nt, tr0, tr1 = units[i]
-            product = np.empty((p.c_out, p.c_in), p.dtype)
+            product = np.empty((points, p.c_out, p.c_in), p.dtype)
             with buffers.lease(units[i]) as (v, d):
                 call.transform_input(v, n0, nt, tr0, tr1, 0, p.c_in)
                 grad_output_transform(grad_out, n0, nt, tr0, tr1, tw, 0, p.c_out, d)
-                for z in range(points):
-                    np.matmul(d[z, :p.c_out], v[z, :p.c_in].T, out=product)
-                    acc[z] += product
+                np.matmul(d[:, :p.c_out], v[:, :p.c_in].transpose(0, 2, 1), out=product)
+                acc += product
         du = blas.accumulate(add, len(units), (points, p.c_out, p.c_in), p.dtype, plan.flops)
     grad = np.empty((p.c_out, p.c_in, 3, 3), p.dtype)
     weight_gradient_transform(du, grad)
