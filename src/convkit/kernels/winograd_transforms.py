@@ -217,30 +217,61 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
                         of[row + uint64(2 * full)] = y[e + uint64(full)]
 
 
+@njit(inline="always")
+def _g_row(dst, d, src, s0, s1, s2, a, n):
+    """dst[d + k] = (G (src[s0 + k], src[s1 + k], src[s2 + k]))[a] for k < n (F(2x2)'s G:
+    rows (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1))."""
+    if a == 0:
+        for k in range(n):
+            dst[d + uint64(k)] = src[s0 + uint64(k)]
+    elif a == 1:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 0.5 * (src[s0 + uk] + src[s1 + uk] + src[s2 + uk])
+    elif a == 2:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = 0.5 * (src[s0 + uk] - src[s1 + uk] + src[s2 + uk])
+    else:
+        for k in range(n):
+            dst[d + uint64(k)] = src[s2 + uint64(k)]
+
+
+@njit(inline="always")
+def _gather_taps(wo, g, c_in):
+    """g[(3 i + j) c_in + c] = wo[c, i, j] (float64): each 3x3 tap of every input channel as
+    one contiguous row."""
+    for tap in range(9):
+        base = uint64(tap) * uint64(c_in)
+        for c in range(c_in):
+            g[base + uint64(c)] = wo[c, tap // 3, tap % 3]
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def _weight_transform(w, u, o0, o1):
-    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64.  Scalars
-    only (no scratch array), so LLVM keeps everything in registers."""
+    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64.  For each
+    output channel the taps of all input channels are gathered into nine float64 rows, then
+    G's rows and columns are flat loops over the input channels, one store stream each, the
+    last storing straight into ``u`` (the per-channel scalar version stored 16 scalars at
+    run-time distances, not vectorised: 1.05 against 0.74 ms for 256 x 256 channels, 17.8
+    against 7.3 for 512 x 512 in float64, one thread)."""
     c_in = w.shape[1]
+    uc = uint64(c_in)
+    g = np.empty(9 * c_in)  # tap (i, j) of every input channel at (3 i + j) c_in, float64
+    t = np.empty(12 * c_in)  # (G g)[a, j] at (3 a + j) c_in
+    uf = u.reshape(-1)
+    point = uint64(u.shape[1] * u.shape[2])  # u's stride between points
     for o in range(o0, o1):
-        for c in range(c_in):
-            g = w[o, c]
-            # rows of G g: t[a][j], a = 0..3, j = 0..2
-            t00, t01, t02 = np.float64(g[0, 0]), np.float64(g[0, 1]), np.float64(g[0, 2])
-            t30, t31, t32 = np.float64(g[2, 0]), np.float64(g[2, 1]), np.float64(g[2, 2])
-            m0, m1, m2 = np.float64(g[1, 0]), np.float64(g[1, 1]), np.float64(g[1, 2])
-            t10, t11, t12 = 0.5 * (t00 + m0 + t30), 0.5 * (t01 + m1 + t31), 0.5 * (t02 + m2 + t32)
-            t20, t21, t22 = 0.5 * (t00 - m0 + t30), 0.5 * (t01 - m1 + t31), 0.5 * (t02 - m2 + t32)
-            # columns: (G g) G^T
-            u[0, o, c], u[3, o, c] = t00, t02
-            u[1, o, c], u[2, o, c] = 0.5 * (t00 + t01 + t02), 0.5 * (t00 - t01 + t02)
-            u[4, o, c], u[7, o, c] = t10, t12
-            u[5, o, c], u[6, o, c] = 0.5 * (t10 + t11 + t12), 0.5 * (t10 - t11 + t12)
-            u[8, o, c], u[11, o, c] = t20, t22
-            u[9, o, c], u[10, o, c] = 0.5 * (t20 + t21 + t22), 0.5 * (t20 - t21 + t22)
-            u[12, o, c], u[15, o, c] = t30, t32
-            u[13, o, c], u[14, o, c] = 0.5 * (t30 + t31 + t32), 0.5 * (t30 - t31 + t32)
-
+        _gather_taps(w[o], g, c_in)
+        for a in range(4):  # rows: G g, for each column j of the taps
+            for j in range(3):
+                _g_row(t, uint64(3 * a + j) * uc, g, uint64(j) * uc, uint64(3 + j) * uc,
+                       uint64(6 + j) * uc, a, c_in)
+        for a in range(4):  # columns: (G g) G^T, into u[4a + b, o, :]
+            ta = uint64(3 * a) * uc
+            for b in range(4):
+                _g_row(uf, uint64(4 * a + b) * point + uint64(o) * uc, t, ta, ta + uc,
+                       ta + uint64(2) * uc, b, c_in)
 
 
 @njit(inline="always")
@@ -529,38 +560,57 @@ SIXTH, TWELFTH, TWENTY_FOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0  # multiplies,
 
 
 @njit(inline="always")
-def _g6(g0, g1, g2):
-    """G (g0, g1, g2) for F(4x4, 3x3)."""
-    even, odd = TWENTY_FOURTH * g0 + SIXTH * g2, TWELFTH * g1
-    return (0.25 * g0, -SIXTH * (g0 + g1 + g2), SIXTH * (g1 - g0 - g2), even + odd, even - odd,
-            g2)
-
-
-@njit(inline="always")
-def _put6(u, z, o, c, values):
-    """u[z + k, o, c] = values[k], k = 0..5."""
-    u[z, o, c], u[z + 1, o, c], u[z + 2, o, c] = values[0], values[1], values[2]
-    u[z + 3, o, c], u[z + 4, o, c], u[z + 5, o, c] = values[3], values[4], values[5]
+def _g6_row(dst, d, src, s0, s1, s2, a, n):
+    """dst[d + k] = (G (src[s0 + k], src[s1 + k], src[s2 + k]))[a] for k < n, F(4x4)'s G."""
+    if a == 0:
+        for k in range(n):
+            dst[d + uint64(k)] = 0.25 * src[s0 + uint64(k)]
+    elif a == 1:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = -SIXTH * (src[s0 + uk] + src[s1 + uk] + src[s2 + uk])
+    elif a == 2:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = SIXTH * (src[s1 + uk] - src[s0 + uk] - src[s2 + uk])
+    elif a == 3:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = (TWENTY_FOURTH * src[s0 + uk] + SIXTH * src[s2 + uk]
+                           + TWELFTH * src[s1 + uk])
+    elif a == 4:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = (TWENTY_FOURTH * src[s0 + uk] + SIXTH * src[s2 + uk]
+                           - TWELFTH * src[s1 + uk])
+    else:
+        for k in range(n):
+            dst[d + uint64(k)] = src[s2 + uint64(k)]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _weight_transform_4(w, u, o0, o1):
-    """u[6a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1 (F(4x4); float64 input).
-    Straight-line scalars, so LLVM keeps them in registers."""
+    """u[6a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1 (F(4x4); float64 input), as
+    :func:`_weight_transform`: rows and columns of G as flat loops over the input channels
+    (the per-channel scalar version stored 36 values at run-time distances: 8.8 against
+    1.9 ms for 256 x 256 channels on one thread)."""
     c_in = w.shape[1]
+    uc = uint64(c_in)
+    g = np.empty(9 * c_in)  # tap (i, j) of every input channel at (3 i + j) c_in
+    t = np.empty(18 * c_in)  # (G g)[a, j] at (3 a + j) c_in
+    uf = u.reshape(-1)
+    point = uint64(u.shape[1] * u.shape[2])  # u's stride between points
     for o in range(o0, o1):
-        for c in range(c_in):
-            g = w[o, c]
-            # the three columns of G g (6 x 3); row a of G g is (p[a], q[a], r[a])
-            p = _g6(g[0, 0], g[1, 0], g[2, 0])
-            q = _g6(g[0, 1], g[1, 1], g[2, 1])
-            r = _g6(g[0, 2], g[1, 2], g[2, 2])
-            _put6(u, 0, o, c, _g6(p[0], q[0], r[0]))  # rows: (G g) G^T
-            _put6(u, 6, o, c, _g6(p[1], q[1], r[1]))
-            _put6(u, 12, o, c, _g6(p[2], q[2], r[2]))
-            _put6(u, 18, o, c, _g6(p[3], q[3], r[3]))
-            _put6(u, 24, o, c, _g6(p[4], q[4], r[4]))
-            _put6(u, 30, o, c, _g6(p[5], q[5], r[5]))
+        _gather_taps(w[o], g, c_in)
+        for a in range(6):  # rows: G g, for each column j of the taps
+            for j in range(3):
+                _g6_row(t, uint64(3 * a + j) * uc, g, uint64(j) * uc, uint64(3 + j) * uc,
+                        uint64(6 + j) * uc, a, c_in)
+        for a in range(6):  # columns: (G g) G^T, into u[6a + b, o, :]
+            ta = uint64(3 * a) * uc
+            for b in range(6):
+                _g6_row(uf, uint64(6 * a + b) * point + uint64(o) * uc, t, ta, ta + uc,
+                        ta + uint64(2) * uc, b, c_in)
 
 
 F2 = Variant(2, _input_transform, _output_transform, _weight_transform)
