@@ -7,7 +7,7 @@ import convkit
 from convkit import kernels, spec
 from convkit.kernels import direct, grouped
 from convkit.kernels.reference import conv2d_reference
-from oracle import assert_close, torch_conv2d
+from oracle import assert_close, torch_conv2d, torch_conv2d_grads
 
 MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
 
@@ -422,6 +422,36 @@ def test_gemm_shares_the_bands_of_one_sample_between_threads(monkeypatch, dtype)
     assert gemm.flops(problem) >= blas.SMALL_FLOPS and gemm.band_rows(problem) < problem.out_h
     out = run_kernel("gemm", x, w, b, **settings)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, stride, groups", [(1, 1, 1), (1, 2, 3), (3, 1, 1)])
+def test_gemm_pointwise_shares_pixels_when_samples_are_few(n, stride, groups, dtype):
+    """1x1 products with fewer samples than threads: each sample's pixels cut into pieces
+    (enough flops for the thread pool), each piece written to its own output columns; a
+    batch of at least one sample per thread keeps whole planes.  The gradients cut the same
+    pieces (the input gradient at stride 1)."""
+    import numba
+    from convkit.kernels import blas, gemm
+    rng = np.random.default_rng(n + 10 * stride)
+    x = rng.standard_normal((n, 48 * groups, 70, 66)).astype(dtype)
+    w = rng.standard_normal((32 * groups, 48, 1, 1)).astype(dtype)
+    b = rng.standard_normal(32 * groups).astype(dtype)
+    settings = dict(stride=stride, groups=groups)
+    problem = problem_of(x.shape, w.shape, dtype, **settings)
+    pieces = gemm.pixel_pieces(problem)
+    pixels = problem.out_h * problem.out_w
+    assert pieces[0][0] == 0 and pieces[-1][1] == pixels
+    assert all(a[1] == b_[0] for a, b_ in zip(pieces, pieces[1:]))
+    assert len(pieces) == (1 if n >= numba.get_num_threads() else
+                           min(-(-2 * numba.get_num_threads() // n), pixels // gemm.MIN_PIXELS))
+    assert gemm.flops(problem) >= blas.SMALL_FLOPS
+    out = run_kernel("gemm", x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+    go = rng.standard_normal(out.shape).astype(dtype)
+    got = convkit.conv2d_backward(go, x, w, **settings)
+    for have, want in zip(got, torch_conv2d_grads(go, x, w, b, **settings)):
+        assert_close(have, want, dtype)
+
 
 def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     """Cold start depends on it: a kernel whose cache key changes per process recompiles

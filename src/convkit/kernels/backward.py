@@ -118,13 +118,16 @@ def _pointwise_input_gradient(grad_out, w, p, out=None):
         grad = _grad_array(p, out, zeroed=False)
         flat = grad.reshape(p.n, g, cg, p.h * p.w)
 
-        def sample(n):
-            np.matmul(wt, go[n], out=flat[n])
-    else:
-        grad = _grad_array(p, out, zeroed=True)
+        def piece(task):  # a slice of one sample's pixels (gemm.pixel_pieces)
+            n, (lo, hi) = task
+            np.matmul(wt, go[n, :, :, lo:hi], out=flat[n, :, :, lo:hi])
+        tasks = [(n, piece) for n in range(p.n) for piece in gemm.pixel_pieces(p)]
+        blas.parallel(piece, tasks, gemm.flops(p))
+        return grad
+    grad = _grad_array(p, out, zeroed=True)
 
-        def sample(n):
-            grad[n, :, ::sh, ::sw] = np.matmul(wt, go[n]).reshape(p.c_in, p.out_h, p.out_w)
+    def sample(n):
+        grad[n, :, ::sh, ::sw] = np.matmul(wt, go[n]).reshape(p.c_in, p.out_h, p.out_w)
     blas.parallel(sample, range(p.n), gemm.flops(p))
     return grad
 
@@ -137,9 +140,12 @@ def _pointwise_weight_gradient(grad_out, x, p):
     xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
 
-    def add(n, acc):
-        acc += np.matmul(go[n], xs[n].transpose(0, 2, 1))
-    grad = blas.accumulate(add, p.n, (g, og, cg), p.dtype, gemm.flops(p))
+    tasks = [(n, piece) for n in range(p.n) for piece in gemm.pixel_pieces(p)]
+
+    def add(i, acc):  # the products of a slice of one sample's pixels
+        n, (lo, hi) = tasks[i]
+        acc += np.matmul(go[n, :, :, lo:hi], xs[n, :, :, lo:hi].transpose(0, 2, 1))
+    grad = blas.accumulate(add, len(tasks), (g, og, cg), p.dtype, gemm.flops(p))
     return grad.reshape(p.c_out, cg, 1, 1)
 
 

@@ -49,10 +49,12 @@ def run(x, w, b, p, out=None):
         (sh, sw) = spec.stride
         xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw][:, :, :p.out_h, :p.out_w]
         xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
+        pieces = pixel_pieces(p)
 
-        def sample(n):
-            _products(wmat, xs[n], flat_out[n], bias)
-        blas.parallel(sample, range(p.n), flops(p))
+        def piece(task):  # a slice of one sample's pixels: every thread busy at batch 1
+            n, (lo, hi) = task
+            _products(wmat, xs[n, :, :, lo:hi], flat_out[n, :, :, lo:hi], bias)
+        blas.parallel(piece, [(n, piece) for n in range(p.n) for piece in pieces], flops(p))
         return out
 
     def sample(n):  # all bands of one sample
@@ -73,6 +75,16 @@ def run(x, w, b, p, out=None):
                       flat_out[n, :, :, pixels], bias)
         blas.parallel(band, range(0, p.out_h, band_rows(p)), flops(p) / p.n)
     return out
+
+
+def pixel_pieces(p):
+    """(lo, hi) slices of a sample's output pixels for the 1x1 products: the whole plane when
+    the batch alone gives every thread a sample, else enough pieces (of at least
+    ``MIN_PIXELS``) for two per thread (measured at batch 1: ResNet's 1x1 layer ran on one
+    thread of two)."""
+    pixels, threads = p.out_h * p.out_w, numba.get_num_threads()
+    count = 1 if p.n >= threads else max(1, min(-(-2 * threads // p.n), pixels // MIN_PIXELS))
+    return [(pixels * i // count, pixels * (i + 1) // count) for i in range(count)]
 
 
 def _products(wmat, cols, out, bias):
