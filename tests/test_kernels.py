@@ -424,6 +424,27 @@ def test_gemm_shares_the_bands_of_one_sample_between_threads(monkeypatch, dtype)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("groups, bias", [(1, True), (2, False)])
+def test_gemm_shares_one_band_between_threads_by_output_channels(groups, bias, dtype):
+    """One sample whose output fits one band: the band's product is cut by output channels
+    (each piece writing its own output planes), every group's."""
+    import numba
+    from convkit.kernels import blas, gemm
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((1, 40 * groups, 20, 19)).astype(dtype)  # 40: off the grouped kernel
+    w = rng.standard_normal((64 * groups, 40, 5, 5)).astype(dtype)
+    b = rng.standard_normal(64 * groups).astype(dtype) if bias else None
+    settings = dict(padding=2, groups=groups, padding_mode="reflect")
+    problem = problem_of(x.shape, w.shape, dtype, **settings)
+    assert gemm.band_rows(problem) == problem.out_h and gemm.flops(problem) >= blas.SMALL_FLOPS
+    slices = gemm.channel_slices(64, numba.get_num_threads())
+    assert slices[0][0] == 0 and slices[-1][1] == 64
+    assert len(slices) == min(4, 2 * numba.get_num_threads())
+    out = run_kernel("gemm", x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, stride, groups", [(1, 1, 1), (1, 2, 3), (3, 1, 1)])
 def test_gemm_pointwise_shares_pixels_when_samples_are_few(n, stride, groups, dtype):
     """1x1 products with fewer samples than threads: each sample's pixels cut into pieces

@@ -63,18 +63,37 @@ def run(x, w, b, p, out=None):
                       flat_out[n, :, :, pixels], bias)
 
     threads = numba.get_num_threads()
-    if p.n >= threads or band_rows(p) == p.out_h:
+    if p.n >= threads:
         blas.parallel(sample, range(p.n), flops(p))
         return out
-    for n in range(p.n):  # fewer samples than threads: share out the bands of each
+    bands = range(0, p.out_h, band_rows(p))
+    for n in range(p.n):  # fewer samples than threads
         planes = phase_planes(x, p, n)
+        if len(bands) >= threads:  # share out the bands of each sample
 
-        def band(oh0, n=n, planes=planes):  # this sample's, bound now
+            def band(oh0, n=n, planes=planes):  # this sample's, bound now
+                pixels, columns = band_columns(planes, p, oh0)
+                _products(wmat, columns.reshape(g, -1, columns.shape[1]),
+                          flat_out[n, :, :, pixels], bias)
+            blas.parallel(band, bands, flops(p) / p.n)
+            continue
+        for oh0 in bands:  # too few bands: share out each band's product by output channels
             pixels, columns = band_columns(planes, p, oh0)
-            _products(wmat, columns.reshape(g, -1, columns.shape[1]),
-                      flat_out[n, :, :, pixels], bias)
-        blas.parallel(band, range(0, p.out_h, band_rows(p)), flops(p) / p.n)
+            cols = columns.reshape(g, -1, columns.shape[1])
+
+            def part(lo_hi, n=n, pixels=pixels, cols=cols):  # this band's, bound now
+                lo, hi = lo_hi
+                _products(wmat[:, lo:hi], cols, flat_out[n, :, lo:hi, pixels],
+                          None if bias is None else bias[:, lo:hi])
+            blas.parallel(part, channel_slices(og, threads), flops(p) / p.n / len(bands))
     return out
+
+
+def channel_slices(count, threads):
+    """(lo, hi) slices of ``count`` output channels: two per thread, at least 16 channels
+    each where there are that many (narrower products lose BLAS's efficiency)."""
+    pieces = max(1, min(2 * threads, count // 16))
+    return [(count * i // pieces, count * (i + 1) // pieces) for i in range(pieces)]
 
 
 def pixel_pieces(p):
