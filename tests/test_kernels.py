@@ -65,7 +65,7 @@ OUT_ROUTES = [
     ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stacked"),
     ((2, 6, 9, 34), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
     ((2, 6, 9, 10), (6, 1, 2, 3), dict(padding=1, groups=6), "direct", "any"),
-    ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1), "winograd", None),
+    ((2, 16, 10, 10), (16, 16, 3, 3), dict(padding=1), "winograd", None),  # 50 tiles
     ((2, 5, 8, 8), (7, 5, 1, 1), {}, "gemm", None),  # 1x1: products straight into out
     ((3, 5, 8, 8), (7, 5, 3, 3), dict(stride=2, padding=1), "gemm", None),  # bands per sample
     ((1, 3, 96, 96), (16, 3, 7, 7), dict(stride=2, padding=3), "gemm", None),  # one sample's
@@ -487,7 +487,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "               padding_mode='reflect')\n"
             "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), stride=2, groups=4)\n"
-            "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"
+            "convkit.conv2d(np.ones((3, 16, 9, 9), np.float32),\n"  # 75 tiles: Winograd
             "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
             "convkit.conv2d(np.ones((1, 3, 9, 9), np.float32),\n"
             "               np.ones((4, 3, 3, 3), np.float32), stride=2)\n"

@@ -25,6 +25,16 @@ def run_winograd(x, w, b, **settings):
     return kernels.run(x, w, b, problem), problem.spec
 
 
+MIN_TILES = winograd.MIN_TILES  # the routing's, before the fixture lifts it
+
+
+@pytest.fixture(autouse=True)
+def any_tile_count(monkeypatch):
+    """The kernel's own tests run on small planes: lift the routing's tile minimum (its own
+    test puts it back)."""
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
+
+
 def tol(dtype):
     return FLOAT32_TOL if np.dtype(dtype) == np.float32 else None
 
@@ -223,6 +233,23 @@ def test_winograd_routing():
     assert name(k=(3, 1)) == "gemm"
     assert kernels.choose(problem_of((2, 128, 12, 12), (64, 64, 3, 3), groups=2)).name == "gemm"
     assert kernels.choose(problem_of((2, 64, 12, 12), (64, 4, 3, 3), groups=16)).name == "grouped"
+
+
+def test_winograd_needs_enough_tiles_for_its_weight_transform(monkeypatch):
+    """Below ``MIN_TILES`` 2x2 output tiles in the batch the im2col product takes the layer:
+    ResNet's 512-channel 7x7 layer at batch 1 and 2 (16 tiles a sample), Winograd from 3."""
+    monkeypatch.setattr(winograd, "MIN_TILES", MIN_TILES)
+    assert MIN_TILES == 48
+
+    def name(n, hw=7, c=512):
+        return kernels.choose(problem_of((n, c, hw, hw), (c, c, 3, 3), padding=1)).name
+    assert [name(n) for n in (1, 2, 3, 4, 8)] == ["gemm", "gemm", "winograd", "winograd",
+                                                 "winograd"]
+    assert name(1, hw=14) == "winograd"  # 7 x 7 = 49 tiles
+    assert name(1, hw=12) == "gemm"  # 6 x 6 = 36
+    x = np.random.default_rng(2).standard_normal((1, 16, 12, 12))
+    w = np.random.default_rng(3).standard_normal((16, 16, 3, 3))
+    assert_close(convkit.conv2d(x, w, padding=1), torch_conv2d(x, w, None, padding=1))
 
 
 def _conv_in_child(queue_):

@@ -102,14 +102,18 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               the samples side by side in the phase planes; 3x3 stride 2 on wider,
 #               even planes: planes split into column phases in one flat loop; the rest
 #               on padded stride-phase planes; direct.path says which kernel)
-#   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, any pads
+#   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, at least
+#               48 2x2 output tiles in the batch (fewer: the per-call weight transform costs
+#               more than it saves, e.g. 7x7 planes at batch 1-2), any pads
 #               and padding mode: F(2x2, 3x3) (float64: F(4x4, 3x3) where its tiles fit the
 #               plane), 2.25x (4x) fewer multiplies, one BLAS product per transform point,
 #               per unit of samples / tile rows or over the whole batch for deep layers on
 #               small planes, on kernels/blas.py
-#   gemm        everything else: 1x1 as one product per sample and group; otherwise
-#               cache-sized im2col bands copied from padded stride-phase planes, times W;
-#               BLAS single-threaded on convkit's own threads (kernels/blas.py)
+#   gemm        everything else: 1x1 as one product per sample and group (per slice of
+#               pixels when samples are fewer than threads); otherwise cache-sized im2col
+#               bands copied from padded stride-phase planes, times W (a lone band's product
+#               cut by output channels); BLAS single-threaded on convkit's own threads
+#               (kernels/blas.py)
 #   reference   the oracle; never chosen while gemm accepts everything, kept last as the floor
 KERNELS = (
     Kernel("grouped", grouped.supports, grouped.run),
