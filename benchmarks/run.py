@@ -17,6 +17,7 @@ ratio with its range over the runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -290,6 +291,10 @@ def parse_args(argv):
                         help="run the whole suite this many times (forward, backward, "
                              "depthwise): median ratios and their range over the runs")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="every large case at this batch size instead of the suite's "
+                             "(forward, backward): e.g. 1 for one image at a time; writes "
+                             "<mode>-batch<N>.md, leaving the suite's tables")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder for <mode>.md and .png (default: benchmarks/results; point "
                              "quick or partial runs elsewhere to keep the full run's files)")
@@ -359,6 +364,12 @@ def main(argv=None) -> int:
     if not cases:
         raise SystemExit(f"--cases {args.cases!r} matches none of: "
                          + ", ".join(c.name for c in pool))
+    if args.batch:
+        if args.mode not in ("forward", "backward"):
+            raise SystemExit("--batch applies to the forward and backward modes")
+        cases = [dataclasses.replace(c, n=args.batch) for c in cases if not c.tiny]
+        if not cases:
+            raise SystemExit("--batch times the large cases only; --cases kept none")
     if args.mode in ("coldstart", "memory"):
         from . import process
         return process.main(args.mode, cases, args.results)
@@ -383,6 +394,9 @@ def main(argv=None) -> int:
     n_runs = max(1, args.runs)
     header = header_lines("backward" if args.mode == "backward" else "forward", args.dtype,
                           repeat, roofline, load_before, n_runs)
+    if args.batch:
+        header.append(f"batch {args.batch}: every case's N replaced (the targets are the "
+                      f"suite's, set for its batches of 8)")
     print("\n".join(header), flush=True)
     timed = backward_rows if args.mode == "backward" else forward_rows
     if n_runs == 1:
@@ -405,8 +419,9 @@ def main(argv=None) -> int:
     summary.append(f"load average at the end: {os.getloadavg()[0]:.2f} "
                    f"(this run itself adds up to {THREADS})")
     print("\n".join(summary))
-    write_report(args.results, args.mode, rows, header, summary, args.dtype)
-    print(f"wrote {args.results / (args.mode + '.md')} and .png")
+    name = args.mode + (f"-batch{args.batch}" if args.batch else "")
+    write_report(args.results, name, rows, header, summary, args.dtype)
+    print(f"wrote {args.results / (name + '.md')} and .png")
     return 0
 
 
