@@ -249,29 +249,47 @@ def _gather_taps(wo, g, c_in):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _weight_transform(w, u, o0, o1):
-    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64.  For each
-    output channel the taps of all input channels are gathered into nine float64 rows, then
-    G's rows and columns are flat loops over the input channels, one store stream each, the
-    last storing straight into ``u`` (the per-channel scalar version stored 16 scalars at
-    run-time distances, not vectorised: 1.05 against 0.74 ms for 256 x 256 channels, 17.8
-    against 7.3 for 512 x 512 in float64, one thread)."""
+    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, sums in float64 (see
+    :func:`_weight_transform_m`)."""
+    _weight_transform_m(w, u, o0, o1, 2)
+
+
+@njit(inline="always")
+def _weight_transform_m(w, u, o0, o1, m):
+    """u[(m + 2) a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1, F(m x m)'s G, sums in
+    float64.  For each output channel the taps of all input channels are gathered into nine
+    float64 rows, then G's rows and columns are flat loops over the input channels, one
+    store stream each, the last storing straight into ``u``.  The per-channel scalar
+    versions they replaced stored 16 or 36 values at run-time distances and were not
+    vectorised: F(2x2) 1.05 against 0.74 ms for 256 x 256 channels and 17.8 against 7.3
+    for 512 x 512 in float64, F(4x4) 8.8 against 1.9 ms for 256 x 256 (one thread)."""
+    points = m + 2  # per side
     c_in = w.shape[1]
     uc = uint64(c_in)
     g = np.empty(9 * c_in)  # tap (i, j) of every input channel at (3 i + j) c_in, float64
-    t = np.empty(12 * c_in)  # (G g)[a, j] at (3 a + j) c_in
+    t = np.empty(3 * points * c_in)  # (G g)[a, j] at (3 a + j) c_in
     uf = u.reshape(-1)
     point = uint64(u.shape[1] * u.shape[2])  # u's stride between points
     for o in range(o0, o1):
         _gather_taps(w[o], g, c_in)
-        for a in range(4):  # rows: G g, for each column j of the taps
+        for a in range(points):  # rows: G g, for each column j of the taps
             for j in range(3):
-                _g_row(t, uint64(3 * a + j) * uc, g, uint64(j) * uc, uint64(3 + j) * uc,
-                       uint64(6 + j) * uc, a, c_in)
-        for a in range(4):  # columns: (G g) G^T, into u[4a + b, o, :]
+                _g_any(t, uint64(3 * a + j) * uc, g, uint64(j) * uc, uint64(3 + j) * uc,
+                       uint64(6 + j) * uc, a, c_in, m)
+        for a in range(points):  # columns: (G g) G^T, into u[points a + b, o, :]
             ta = uint64(3 * a) * uc
-            for b in range(4):
-                _g_row(uf, uint64(4 * a + b) * point + uint64(o) * uc, t, ta, ta + uc,
-                       ta + uint64(2) * uc, b, c_in)
+            for b in range(points):
+                _g_any(uf, uint64(points * a + b) * point + uint64(o) * uc, t, ta, ta + uc,
+                       ta + uint64(2) * uc, b, c_in, m)
+
+
+@njit(inline="always")
+def _g_any(dst, d, src, s0, s1, s2, a, n, m):
+    """Row ``a`` of F(m x m)'s G applied along flat runs (:func:`_g_row`, :func:`_g6_row`)."""
+    if m == 2:
+        _g_row(dst, d, src, s0, s1, s2, a, n)
+    else:
+        _g6_row(dst, d, src, s0, s1, s2, a, n)
 
 
 @njit(inline="always")
@@ -590,27 +608,9 @@ def _g6_row(dst, d, src, s0, s1, s2, a, n):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _weight_transform_4(w, u, o0, o1):
-    """u[6a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1 (F(4x4); float64 input), as
-    :func:`_weight_transform`: rows and columns of G as flat loops over the input channels
-    (the per-channel scalar version stored 36 values at run-time distances: 8.8 against
-    1.9 ms for 256 x 256 channels on one thread)."""
-    c_in = w.shape[1]
-    uc = uint64(c_in)
-    g = np.empty(9 * c_in)  # tap (i, j) of every input channel at (3 i + j) c_in
-    t = np.empty(18 * c_in)  # (G g)[a, j] at (3 a + j) c_in
-    uf = u.reshape(-1)
-    point = uint64(u.shape[1] * u.shape[2])  # u's stride between points
-    for o in range(o0, o1):
-        _gather_taps(w[o], g, c_in)
-        for a in range(6):  # rows: G g, for each column j of the taps
-            for j in range(3):
-                _g6_row(t, uint64(3 * a + j) * uc, g, uint64(j) * uc, uint64(3 + j) * uc,
-                        uint64(6 + j) * uc, a, c_in)
-        for a in range(6):  # columns: (G g) G^T, into u[6a + b, o, :]
-            ta = uint64(3 * a) * uc
-            for b in range(6):
-                _g6_row(uf, uint64(6 * a + b) * point + uint64(o) * uc, t, ta, ta + uc,
-                        ta + uint64(2) * uc, b, c_in)
+    """u[6a + b, o, c] = (G w[o, c] G^T)[a, b] for o0 <= o < o1 (F(4x4); float64 input; see
+    :func:`_weight_transform_m`)."""
+    _weight_transform_m(w, u, o0, o1, 4)
 
 
 F2 = Variant(2, _input_transform, _output_transform, _weight_transform)
