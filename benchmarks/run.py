@@ -364,6 +364,8 @@ def main(argv=None) -> int:
     if not cases:
         raise SystemExit(f"--cases {args.cases!r} matches none of: "
                          + ", ".join(c.name for c in pool))
+    if args.batch < 0:
+        raise SystemExit(f"--batch must be a positive batch size, got {args.batch}")
     if args.batch:
         if args.mode not in ("forward", "backward"):
             raise SystemExit("--batch applies to the forward and backward modes")

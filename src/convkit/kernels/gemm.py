@@ -54,7 +54,7 @@ def run(x, w, b, p, out=None):
         def piece(task):  # a slice of one sample's pixels: every thread busy at batch 1
             n, (lo, hi) = task
             _products(wmat, xs[n, :, :, lo:hi], flat_out[n, :, :, lo:hi], bias)
-        blas.parallel(piece, [(n, piece) for n in range(p.n) for piece in pieces], flops(p))
+        blas.parallel(piece, [(n, cut) for n in range(p.n) for cut in pieces], flops(p))
         return out
 
     def sample(n):  # all bands of one sample

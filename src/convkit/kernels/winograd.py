@@ -22,7 +22,8 @@ products per output, 4x fewer than direct.
 Stages:
 
 1. ``U = G g G^T`` for every (C_out, C_in) pair, once per call, summed in float64
-   and rounded once (16 or 36 C_out C_in numbers: cheap next to the rest).
+   and rounded once (16 or 36 C_out C_in numbers, memory bound: cheap next to the rest
+   on a batch of images, as costly as the products at some 40 tiles: ``MIN_TILES``).
 2. Input transform (Numba): ``V[z, c, t] = (B^T d B)[z]``.  For each channel the
    padded input rows of a band of tile rows are gathered through the padding index
    maps (every padding mode, asymmetric pads, no padded copy of the input) into
