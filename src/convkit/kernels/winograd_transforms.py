@@ -149,38 +149,56 @@ def _input_transform(x, rows, cols, left, inner_lo, inner_hi, n0, nt, tr0, tr1, 
 
 
 @njit(inline="always")
-def _sum3(dst, d, a, x, y, z, n):
-    """dst[d + k] = a[x + k] + a[y + k] + a[z + k], k < n (one store stream: see :func:`_sub`)."""
-    for k in range(n):
-        uk = uint64(k)
-        dst[d + uk] = a[x + uk] + a[y + uk] + a[z + uk]
+def _a2_row(dst, d, a, x0, x1, x2, x3, x4, x5, i, n, bias):
+    """dst[d + k] = (A^T (a[x0 + k], ..., a[x3 + k]))[i] + bias for k < n, F(2x2)'s A^T
+    (rows (1, 1, 1, 0) and (0, 1, -1, -1); ``x4``, ``x5`` unused: the F(4x4) signature)."""
+    if i == 0:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = a[x0 + uk] + a[x1 + uk] + a[x2 + uk] + bias
+    else:
+        for k in range(n):
+            uk = uint64(k)
+            dst[d + uk] = a[x1 + uk] - a[x2 + uk] - a[x3 + uk] + bias
 
 
 @njit(inline="always")
-def _dif3(dst, d, a, x, y, z, n):
-    """dst[d + k] = a[x + k] - a[y + k] - a[z + k], k < n."""
-    for k in range(n):
-        uk = uint64(k)
-        dst[d + uk] = a[x + uk] - a[y + uk] - a[z + uk]
+def _a_any(dst, d, a, x0, x1, x2, x3, x4, x5, i, n, bias, m):
+    """Row ``i`` of F(m x m)'s A^T along flat runs (:func:`_a2_row`, :func:`_at6_row`)."""
+    if m == 2:
+        _a2_row(dst, d, a, x0, x1, x2, x3, x4, x5, i, n, bias)
+    else:
+        _at6_row(dst, d, a, x0, x1, x2, x3, x4, x5, i, n, bias)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
-    """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output.
-    As :func:`_input_transform`, the sums run over a band of tile rows at once, one store
-    stream per loop (vectorised), into the even and odd output columns of each output row
-    as two flat runs; a plain loop interleaves them into the row (1.1-3x faster than the
-    per-tile-row version it replaced, which ran scalar).  ``m`` and ``out`` are
-    C-contiguous, indexed flat with unsigned offsets."""
+    """out[n0 + s, o, 2 tr + i, 2 tc + j] = (A^T M A)[i, j] + bias[o], cropped to the output
+    (see :func:`_output_transform_m`)."""
+    _output_transform_m(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out, 2, BAND_ELEMENTS)
+
+
+@njit(inline="always")
+def _output_transform_m(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out, mm, band_elements):
+    """out[n0 + s, o, mm tr + i, mm tc + j] = (A^T M A)[i, j] + bias[o] for F(mm x mm),
+    cropped to the output.  As the input transforms, the sums run over a band of tile rows
+    at once, one store stream per loop (vectorised): A^T M into ``mm`` rows per point column,
+    then each output row's ``mm`` column phases plus the bias, and a plain loop places the
+    phases into the row (1.1-3x faster than the per-tile-row versions they replaced, which
+    ran scalar).  ``m`` and ``out`` are C-contiguous, indexed flat with unsigned offsets."""
+    points = mm + 2  # per side
     c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     n_rows = tr1 - tr0
-    band = max(1, min(n_rows, BAND_ELEMENTS // tw))
-    full = out_w // 2  # tile columns with both output columns inside
+    band = max(1, min(n_rows, band_elements // tw))
+    full = out_w // mm  # tile columns with all their output columns inside
+    rest = out_w - mm * full
     tl = uint64(band * tw)
-    u = np.empty(8 * band * tw, dtype=m.dtype)  # (A^T M)[i, b] along the band's tiles
-    y = np.empty(2 * band * tw, dtype=m.dtype)  # output row i of every tile: even, odd column
+    u = np.empty(mm * points * band * tw, dtype=m.dtype)  # (A^T M)[i, b] along the tiles
+    y = np.empty(mm * band * tw, dtype=m.dtype)  # output row i of every tile: columns j
     mf, of = m.reshape(-1), out.reshape(-1)
     point = uint64(m.shape[1] * m.shape[2])  # m's stride between points
+    column = uint64(points) * point  # from point (a, b) to (a + 1, b)
+    zero = np.zeros(1, dtype=m.dtype)[0]  # (a literal 0 would make the sums float64)
     for task in range(nt * (o1 - o0)):
         s = task // (o1 - o0)
         o = o0 + task - s * (o1 - o0)
@@ -190,31 +208,30 @@ def _output_transform(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
             nb = min(band, tr1 - b0)
             n = nb * tw
             base = uint64(o * m.shape[2] + (s * n_rows + b0 - tr0) * tw)
-            for b in range(4):  # rows: A^T M
+            for b in range(points):  # rows: A^T M
                 k0 = base + uint64(b) * point
-                k1, k2, k3 = k0 + uint64(4) * point, k0 + uint64(8) * point, k0 + uint64(12) * point
-                _sum3(u, uint64(b) * tl, mf, k0, k1, k2, n)
-                _dif3(u, uint64(4 + b) * tl, mf, k1, k2, k3, n)
-            for i in range(2):  # columns: (A^T M) A, plus the bias
-                u0 = uint64(4 * i) * tl
-                u1, u2, u3 = u0 + tl, u0 + uint64(2) * tl, u0 + uint64(3) * tl
-                for k in range(n):
-                    uk = uint64(k)
-                    y[uk] = u[u0 + uk] + u[u1 + uk] + u[u2 + uk] + bo
-                for k in range(n):
-                    uk = uint64(k)
-                    y[tl + uk] = u[u1 + uk] - u[u2 + uk] - u[u3 + uk] + bo
+                for i in range(mm):
+                    _a_any(u, uint64(points * i + b) * tl, mf, k0, k0 + column,
+                           k0 + uint64(2) * column, k0 + uint64(3) * column,
+                           k0 + uint64(min(4, points - 1)) * column,
+                           k0 + uint64(min(5, points - 1)) * column, i, n, zero, mm)
+            for i in range(mm):  # columns: (A^T M) A, plus the bias
+                u0 = uint64(points * i) * tl
+                for j in range(mm):
+                    _a_any(y, uint64(j) * tl, u, u0, u0 + tl, u0 + uint64(2) * tl,
+                           u0 + uint64(3) * tl, u0 + uint64(min(4, points - 1)) * tl,
+                           u0 + uint64(min(5, points - 1)) * tl, j, n, bo, mm)
                 for r in range(nb):
-                    oh = 2 * (b0 + r) + i
+                    oh = mm * (b0 + r) + i
                     if oh >= out_h:
                         break
                     row, e = plane + uint64(oh * out_w), uint64(r * tw)
                     for tc in range(full):
-                        ut = uint64(tc)
-                        of[row + uint64(2) * ut] = y[e + ut]
-                        of[row + uint64(2) * ut + uint64(1)] = y[tl + e + ut]
-                    if full < tw:
-                        of[row + uint64(2 * full)] = y[e + uint64(full)]
+                        ut, q = uint64(tc), row + uint64(mm * tc)
+                        for j in range(mm):
+                            of[q + uint64(j)] = y[uint64(j) * tl + e + ut]
+                    for j in range(rest):
+                        of[row + uint64(mm * full + j)] = y[uint64(j) * tl + e + uint64(full)]
 
 
 @njit(inline="always")
@@ -524,54 +541,9 @@ def _at6_row(dst, d, a, x0, x1, x2, x3, x4, x5, i, n, bias):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _output_transform_4(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out):
-    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4)); as
-    :func:`_output_transform`, flat loops over a band of tiles, then a plain loop places
-    each output row's four column phases."""
-    c_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
-    n_rows = tr1 - tr0
-    band = max(1, min(n_rows, BAND_ELEMENTS_4 // tw))
-    full = out_w // 4  # tile columns with all four output columns inside
-    rest = out_w - 4 * full
-    tl = uint64(band * tw)
-    u = np.empty(24 * band * tw, dtype=m.dtype)  # (A^T M)[i, b] along the band's tiles
-    y = np.empty(4 * band * tw, dtype=m.dtype)  # output row i of every tile: columns j
-    mf, of = m.reshape(-1), out.reshape(-1)
-    point = uint64(m.shape[1] * m.shape[2])  # m's stride between points
-    zero = np.zeros(1, dtype=m.dtype)[0]  # (a literal 0 would make the sums float64)
-    for task in range(nt * (o1 - o0)):
-        s = task // (o1 - o0)
-        o = o0 + task - s * (o1 - o0)
-        bo = bias[o]
-        plane = uint64(((n0 + s) * c_out + o) * out_h * out_w)
-        for b0 in range(tr0, tr1, band):
-            nb = min(band, tr1 - b0)
-            n = nb * tw
-            base = uint64(o * m.shape[2] + (s * n_rows + b0 - tr0) * tw)
-            for b in range(6):  # rows: A^T M
-                k0 = base + uint64(b) * point
-                for i in range(4):
-                    _at6_row(u, uint64(6 * i + b) * tl, mf, k0, k0 + uint64(6) * point,
-                             k0 + uint64(12) * point, k0 + uint64(18) * point,
-                             k0 + uint64(24) * point, k0 + uint64(30) * point, i, n, zero)
-            for i in range(4):  # columns: (A^T M) A, plus the bias
-                u0 = uint64(6 * i) * tl
-                for j in range(4):
-                    _at6_row(y, uint64(j) * tl, u, u0, u0 + tl, u0 + uint64(2) * tl,
-                             u0 + uint64(3) * tl, u0 + uint64(4) * tl, u0 + uint64(5) * tl,
-                             j, n, bo)
-                for r in range(nb):
-                    oh = 4 * (b0 + r) + i
-                    if oh >= out_h:
-                        break
-                    row, e = plane + uint64(oh * out_w), uint64(r * tw)
-                    for tc in range(full):
-                        ut, q = uint64(tc), row + uint64(4 * tc)
-                        of[q] = y[e + ut]
-                        of[q + uint64(1)] = y[tl + e + ut]
-                        of[q + uint64(2)] = y[uint64(2) * tl + e + ut]
-                        of[q + uint64(3)] = y[uint64(3) * tl + e + ut]
-                    for j in range(rest):
-                        of[row + uint64(4 * full + j)] = y[uint64(j) * tl + e + uint64(full)]
+    """out[n0 + s, o, 4 tr + i, 4 tc + j] = (A^T M A)[i, j] + bias[o], cropped (F(4x4); see
+    :func:`_output_transform_m`)."""
+    _output_transform_m(m, bias, n0, nt, tr0, tr1, tw, o0, o1, out, 4, BAND_ELEMENTS_4)
 
 
 SIXTH, TWELFTH, TWENTY_FOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0  # multiplies, not divisions
