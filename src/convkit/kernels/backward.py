@@ -118,11 +118,10 @@ def _pointwise_input_gradient(grad_out, w, p, out=None):
         grad = _grad_array(p, out, zeroed=False)
         flat = grad.reshape(p.n, g, cg, p.h * p.w)
 
-        def piece(task):  # a slice of one sample's pixels (gemm.pixel_pieces)
+        def piece(task):  # a slice of one sample's pixels (gemm.pixel_tasks)
             n, (lo, hi) = task
             np.matmul(wt, go[n, :, :, lo:hi], out=flat[n, :, :, lo:hi])
-        tasks = [(n, cut) for n in range(p.n) for cut in gemm.pixel_pieces(p)]
-        blas.parallel(piece, tasks, gemm.flops(p))
+        blas.parallel(piece, gemm.pixel_tasks(p), gemm.flops(p))
         return grad
     grad = _grad_array(p, out, zeroed=True)
 
@@ -140,7 +139,7 @@ def _pointwise_weight_gradient(grad_out, x, p):
     xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
     go = grad_out.reshape(p.n, g, og, p.out_h * p.out_w)
 
-    tasks = [(n, cut) for n in range(p.n) for cut in gemm.pixel_pieces(p)]
+    tasks = gemm.pixel_tasks(p)
 
     def add(i, acc):  # the products of a slice of one sample's pixels
         n, (lo, hi) = tasks[i]

@@ -49,12 +49,10 @@ def run(x, w, b, p, out=None):
         (sh, sw) = spec.stride
         xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw][:, :, :p.out_h, :p.out_w]
         xs = xs.reshape(p.n, g, cg, p.out_h * p.out_w)
-        pieces = pixel_pieces(p)
-
         def piece(task):  # a slice of one sample's pixels: every thread busy at batch 1
             n, (lo, hi) = task
             _products(wmat, xs[n, :, :, lo:hi], flat_out[n, :, :, lo:hi], bias)
-        blas.parallel(piece, [(n, cut) for n in range(p.n) for cut in pieces], flops(p))
+        blas.parallel(piece, pixel_tasks(p), flops(p))
         return out
 
     def sample(n):  # all bands of one sample
@@ -94,6 +92,13 @@ def channel_slices(count, threads):
     each where there are that many (narrower products lose BLAS's efficiency)."""
     pieces = max(1, min(2 * threads, count // 16))
     return [(count * i // pieces, count * (i + 1) // pieces) for i in range(pieces)]
+
+
+def pixel_tasks(p):
+    """(sample, (lo, hi)) for every sample and every slice of its pixels (:func:`pixel_pieces`):
+    the tasks of the 1x1 products and of their gradients."""
+    pieces = pixel_pieces(p)
+    return [(n, cut) for n in range(p.n) for cut in pieces]
 
 
 def pixel_pieces(p):
