@@ -60,6 +60,7 @@ F(4x4) (error ~5e-15 of max |out|) is used where its tiles fit the plane
 """
 from __future__ import annotations
 
+import math
 import os
 import queue
 from contextlib import contextmanager
@@ -116,7 +117,12 @@ def supports(problem) -> bool:
     return (spec.groups == 1 and (p.kh, p.kw) == (3, 3) and spec.stride == (1, 1)
             and spec.dilation == (1, 1) and p.c_in >= MIN_CHANNELS
             and p.c_out >= MIN_CHANNELS
-            and p.n * -(-p.out_h // 2) * -(-p.out_w // 2) >= MIN_TILES)
+            and p.n * math.prod(tile_grid(p, 2)) >= MIN_TILES)
+
+
+def tile_grid(p, m):
+    """(tile rows, tile columns) of F(m x m)'s m x m output tiles covering the output."""
+    return -(-p.out_h // m), -(-p.out_w // m)
 
 
 def spread_rows(rows: int, row_bytes: int, points: int = 16) -> int:
@@ -143,8 +149,8 @@ def variant(p) -> Variant:
     Its transformed weights are 4x the weights: above ``F4_MAX_U_BYTES`` (512 x 512
     channels would take 75 MB) F(2x2)'s 16/9 keep the workspace smaller."""
     if p.dtype == np.float64 and 36 * p.c_in * p.c_out * 8 <= F4_MAX_U_BYTES:
-        f4 = 36 * -(-p.out_h // 4) * -(-p.out_w // 4)
-        f2 = 16 * -(-p.out_h // 2) * -(-p.out_w // 2)
+        f4 = 36 * math.prod(tile_grid(p, 4))
+        f2 = 16 * math.prod(tile_grid(p, 2))
         if f4 <= F4_MAX_PRODUCTS * f2:
             return F4
     return F2
@@ -182,7 +188,7 @@ class _Plan:
     @classmethod
     def of(cls, p, m) -> "_Plan":
         points, item = (m + 2) ** 2, p.dtype.itemsize
-        th, tw = -(-p.out_h // m), -(-p.out_w // m)
+        th, tw = tile_grid(p, m)
         product_flops = 2 * points * p.n * th * tw * p.c_in * p.c_out
         # small problems: the calling thread alone (a hand-off costs more than it saves)
         flops = product_flops if product_flops >= SERIAL_FLOPS else 0.0
@@ -236,7 +242,7 @@ class _Call:
 
     @classmethod
     def of(cls, p, f: Variant, x, bias=None, out=None) -> "_Call":
-        th, tw = -(-p.out_h // f.m), -(-p.out_w // f.m)
+        th, tw = tile_grid(p, f.m)
         # the maps padded with -1 (zero) to every row and column the tiles read
         rows, cols = (np.pad(a, (0, max(0, f.m * t + 2 - a.size)), constant_values=-1)
                       for a, t in zip(p.index_maps(), (th, tw)))
