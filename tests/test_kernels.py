@@ -5,7 +5,7 @@ from hypothesis import assume, given, strategies as st
 
 import convkit
 from convkit import kernels, spec
-from convkit.kernels import direct, grouped
+from convkit.kernels import direct, grouped, simd
 from convkit.kernels.reference import conv2d_reference
 from oracle import assert_close, torch_conv2d, torch_conv2d_grads
 
@@ -60,6 +60,7 @@ OUT_ROUTES = [
      "padded"),
     ((2, 8, 9, 9), (8, 4, 3, 3), dict(groups=2), "grouped", "unpadded"),
     ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6), "direct", "masked"),
+    ((2, 6, 9, 40), (12, 1, 5, 5), dict(padding=2, groups=6), "direct", "rows"),
     ((2, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6, padding_mode="reflect"), "direct",
      "specialised"),
     ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stacked"),
@@ -166,6 +167,14 @@ def check_direct_path(x, w, b, path, **settings):
     assert_close(out, conv2d_reference(x, w, b, resolved), x.dtype)
 
 
+def route(x, w, **settings):
+    """direct.path of this call, or None where the settings are refused."""
+    try:
+        return direct.path(problem_of(x.shape, w.shape, x.dtype, **settings))
+    except ValueError:
+        return None
+
+
 # (kernel, stride, dilation): each compiles a kernel of its own (in CI, from a cold cache: all
 # eight combinations took 2.5 minutes); these five cover pairs with either stride and dilation,
 # and both 7x7 passes with either stride.
@@ -191,6 +200,8 @@ def test_direct_row_pairs_against_reference(og, groups, geometry, h, half_w, pad
     x = rng.standard_normal((n, groups, h, 2 * half_w + 1)).astype(dtype)
     w = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
     b = rng.standard_normal(og * groups).astype(dtype)
+    assume(route(x, w, stride=s, padding=((top, bottom), (left, right)), dilation=d,
+                 groups=groups) != "rows")  # the rows kernel's: rows a vector wide
     check_direct_path(x, w, b, "specialised", stride=s, padding=((top, bottom), (left, right)),
                       dilation=d, groups=groups, padding_mode=mode)
 
@@ -210,21 +221,57 @@ def test_direct_masked_against_reference(og, groups, k, d, h, w, left_share, row
     b = rng.standard_normal(og * groups).astype(dtype)
     left = round(left_share * (k - 1) * d)
     padding = (rows, (left, (k - 1) * d - left))
+    assume(route(x, weight, padding=padding, dilation=d, groups=groups) != "rows")
     check_direct_path(x, weight, b, "masked", padding=padding, dilation=d, groups=groups)
+
+
+@given(og=st.integers(1, 3), groups=st.integers(2, 4), k=st.sampled_from([3, 5, 7]),
+       h=st.integers(4, 14), w=st.integers(8, 40), pads=st.tuples(*[st.integers(0, 4)] * 4),
+       mode=st.sampled_from(MODES), n=st.integers(1, 3),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_rows_against_reference(og, groups, k, h, w, pads, mode, n, dtype):
+    """Depthwise stride 1 on output rows at least a vector wide, any padding and mode: the
+    register-blocked rows kernel (simd.rows_block), its last vector of a row and its last
+    block of rows moved back to end at the plane's edge, the border through the maps."""
+    rng = np.random.default_rng(og + 5 * h + 17 * w + 31 * k)
+    x = rng.standard_normal((n, groups, h, w)).astype(dtype)
+    weight = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(og * groups).astype(dtype)
+    top, bottom, left, right = pads
+    settings = dict(padding=((top, bottom), (left, right)), groups=groups, padding_mode=mode)
+    assume(route(x, weight, **settings) == "rows")
+    check_direct_path(x, weight, b, "rows", **settings)
+
+
+def test_direct_rows_needs_a_vector_of_output_columns_and_four_rows():
+    """Rows of at least one vector (16 float32, 8 float64 on AVX-512), 3x3 at least 7/4 of
+    one (the masked kernel's single flat loop wins on narrower planes), four rows of output,
+    depthwise at stride 1 and dilation 1."""
+    lanes = simd.VECTOR_BYTES // 4
+
+    def path(w, k, h=9, dtype=np.float32, c_in=8, **settings):
+        return direct.path(problem_of((1, c_in, h, w), (8, c_in // 8, k, k), dtype,
+                                      padding=k // 2, groups=8, **settings))
+    assert [path(lanes, 5), path(lanes - 1, 5), path(lanes, 7, h=4), path(lanes, 7, h=3),
+            path(lanes * 7 // 4, 3), path(lanes * 7 // 4 - 1, 3), path(lanes * 7 // 8, 3,
+            dtype=np.float64), path(lanes * 4, 5, dilation=2), path(lanes * 4, 5, c_in=16),
+            path(lanes * 4, 3, stride=2)] == [
+        "rows", "masked", "rows", "masked", "rows", "masked", "rows", "specialised",
+        "specialised", "stride2"]
 
 
 def test_direct_masked_only_on_short_rows_within_its_scratch_budget():
     """Rows of at most two cache lines (32 float32 or 16 float64 pixels: the padded layout won
     on longer ones) and at most ``MASKED_BYTES`` of copies (dilation 2 and 7x7 count their
     longer copies)."""
-    def route(w, k, d=1, dtype=np.float32, h=None):
+    def route(w, k, d=2, dtype=np.float32, h=None):
         return direct.path(problem_of((1, 8, h or w, w), (8, 1, k, k), dtype,
                                       padding=(k - 1) * d // 2, dilation=d, groups=8))
     assert [route(28, 3), route(32, 3), route(33, 3), route(56, 3), route(16, 3, dtype=np.float64),
-            route(17, 3, dtype=np.float64), route(28, 5, 2), route(32, 7, 2, h=120),
-            route(32, 7, 2, h=140)] == [
+            route(17, 3, dtype=np.float64), route(28, 5), route(32, 7, h=120),
+            route(32, 7, h=140), route(20, 3, d=1)] == [
         "masked", "masked", "specialised", "specialised", "masked", "specialised", "masked",
-        "masked", "specialised"]
+        "masked", "specialised", "masked"]
 
 
 def test_direct_masked_needs_depthwise_and_the_same_width():
@@ -248,6 +295,22 @@ def test_direct_stride2_unbatched_non_contiguous(dtype):
     out = convkit.conv2d(x, w, None, stride=2, padding=1, groups=6, padding_mode="reflect")
     assert_close(out, torch_conv2d(x, w, None, stride=2, padding=1, groups=6,
                                    padding_mode="reflect"), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_rows_unbatched_non_contiguous(dtype):
+    """The rows kernel through the public call, against torch: an unbatched, reversed and
+    sliced input, depth multiplier 2, "same" padding of a 5x5 in circular mode."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 13, 44)).astype(dtype)[:, ::-1, 3:40]
+    w = rng.standard_normal((6, 1, 5, 5)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    settings = dict(padding="same", groups=3, padding_mode="circular")
+    assert direct.path(problem_of((1, *x.shape), w.shape, dtype, **settings)) == "rows"
+    before = x.copy()
+    out = convkit.conv2d(x, w, b, **settings)
+    assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
+    assert np.array_equal(x, before)
 
 
 def test_direct_stride2_only_on_even_widths_and_3x3():
@@ -326,13 +389,14 @@ def test_direct_stacked_samples_per_task():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", MODES + ["masked"])
 @pytest.mark.parametrize("k", [3, 5])
-def test_direct_scratch_reused_across_many_tasks(k, mode, dtype):
+@pytest.mark.parametrize("width", [6, 36])
+def test_direct_scratch_reused_across_many_tasks(width, k, mode, dtype):
     """Many (sample, group) tasks per parallel block: the zeroed scratch is reused, its
     zero-padding positions written once; a task must not see the previous one's pixels
-    (``masked``: zero "same" padding, on the masked kernel)."""
+    (``masked``: zero "same" padding, on the masked kernel; 36 columns: the rows kernel)."""
     import numba
     rng = np.random.default_rng(k)
-    x = rng.standard_normal((3, 40, 9, 10)).astype(dtype)
+    x = rng.standard_normal((3, 40, 9, width)).astype(dtype)
     w = rng.standard_normal((40, 1, k, k)).astype(dtype)
     b = rng.standard_normal(40).astype(dtype)
     assert 3 * 40 >= 4 * min(3 * 40, 8 * numba.get_num_threads())  # >= 4 tasks per block
@@ -340,7 +404,7 @@ def test_direct_scratch_reused_across_many_tasks(k, mode, dtype):
         settings = dict(padding=((k // 2, 1), (k // 2, k // 2)), groups=40)
     else:
         settings = dict(padding=((k // 2, 1), (2, k // 2 + 1)), groups=40, padding_mode=mode)
-    path = "masked" if mode == "masked" else "specialised"
+    path = "rows" if width > 6 else "masked" if mode == "masked" else "specialised"
     assert direct.path(problem_of(x.shape, w.shape, dtype, **settings)) == path
     out = run_kernel("direct", x, w, b, **settings)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
@@ -486,6 +550,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4,\n"
             "               padding_mode='reflect')\n"
             "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
+            "convkit.conv2d(np.ones((1, 4, 9, 40), np.float32), np.ones((4, 1, 5, 5),\n"
+            "               np.float32), padding=2, groups=4)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), stride=2, groups=4)\n"
             "convkit.conv2d(np.ones((3, 16, 9, 9), np.float32),\n"  # 75 tiles: Winograd
             "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
@@ -501,7 +567,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
                             text=True, check=True)
     log = second.stdout + second.stderr
     for kernel in ("_specialised.locals.specialised_kernel", "_masked.locals.masked_kernel",
-                   "_stacked.locals.stacked_kernel", "direct._any_geometry"):
+                   "_stacked.locals.stacked_kernel", "direct._any_geometry",
+                   "_rows.locals.rows_kernel"):
         assert kernel in log, kernel
     for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
         assert f"winograd_transforms.{kernel}" in log, kernel
