@@ -47,6 +47,8 @@ def test_suite_routes_as_the_table_says(case):
         expected = "grouped" if problem.group_in > 1 else "direct"
     elif case in ("resnet-3x3", "resnet-3x3-deep"):
         expected = "winograd"  # dense 3x3 stride 1 with >= 16 channels
+    elif case == "resnet-stem":
+        expected = "stem"  # 3 input channels, rows of 112
     else:
         expected = "gemm"
     assert kernels.choose(problem).name == expected
@@ -552,6 +554,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(x, np.ones((4, 1, 2, 2), np.float32), groups=4)\n"
             "convkit.conv2d(np.ones((1, 4, 9, 40), np.float32), np.ones((4, 1, 5, 5),\n"
             "               np.float32), padding=2, groups=4)\n"
+            "convkit.conv2d(np.ones((1, 3, 9, 240), np.float32), np.ones((4, 3, 3, 3),\n"
+            "               np.float32), stride=2, padding=1)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), stride=2, groups=4)\n"
             "convkit.conv2d(np.ones((3, 16, 9, 9), np.float32),\n"  # 75 tiles: Winograd
             "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
@@ -573,7 +577,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     for kernel in ("_input_transform", "_output_transform", "_weight_transform"):
         assert f"winograd_transforms.{kernel}" in log, kernel
     for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",
-                   "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad"):
+                   "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad",
+                   "stem._kernel.locals.stem_kernel"):
         assert kernel in log, kernel
     assert "data loaded from" in log
     assert "data saved" not in log, "a kernel was compiled again in a fresh process"

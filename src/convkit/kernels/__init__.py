@@ -24,7 +24,7 @@ from .vectors import prefer_wide_vectors
 
 prefer_wide_vectors()  # before the first kernel module builds Numba's CPU target (vectors.py)
 
-from . import direct, gemm, grouped, reference, winograd  # noqa: E402
+from . import direct, gemm, grouped, reference, stem, winograd  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,11 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               the samples side by side in the phase planes; 3x3 stride 2 on wider,
 #               even planes: planes split into column phases in one flat loop; the rest
 #               on padded stride-phase planes; direct.path says which kernel)
+#   stem        dense with at most 4 input channels (a network's first layer, RGB in), output
+#               rows at least 7 vectors wide (112 float32 pixels with AVX-512), a specialised
+#               geometry: direct, register blocks of 3 output channels x 7 vectors of pixels
+#               in explicit vectors (simd.py) over stride-phase planes, straight into NCHW
+#               (ResNet's 7x7 stem: 0.8x torch's time, where im2col + GEMM took 1.1-1.2x)
 #   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, at least
 #               48 2x2 output tiles in the batch (fewer: the per-call weight transform costs
 #               more than it saves, e.g. 7x7 planes at batch 1-2), any pads
@@ -120,6 +125,7 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 KERNELS = (
     Kernel("grouped", grouped.supports, grouped.run),
     Kernel("direct", direct.supports, direct.run),
+    Kernel("stem", stem.supports, stem.run),
     Kernel("winograd", winograd.supports, winograd.run),
     Kernel("gemm", gemm.supports, gemm.run),
     Kernel("reference", lambda p: True, _reference_run),

@@ -16,12 +16,23 @@ directly:
     lane, held as one SSA value (a kernel's weights, kept in registers for a whole plane);
 ``rows_block(pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R)``
     ``R`` output rows' vectors of a stride-1 ``KH x KW`` correlation (see its docstring),
-    straight-line code: ``(R + KH - 1) * KW`` input loads for ``R * KH * KW`` multiply-adds.
+    straight-line code: ``(R + KH - 1) * KW`` input loads for ``R * KH * KW`` multiply-adds
+    (direct.py's depthwise ``_rows`` kernel);
+``channel_sums``, ``tap_row``, ``store_sums``
+    a block of ``OB`` output channels x ``P`` vectors of pixels: its sums started at the
+    biases, one kernel row of taps added (``P`` loads and ``OB`` broadcast weights for
+    ``OB * P`` multiply-adds; the sums carried as a value from call to call, so they stay in
+    registers), stored (stem.py).
 
-A vector is 64 bytes where the CPU has AVX-512, 32 with AVX2, else 16: ``vector_lanes``.
-LLVM splits a wider vector into native ones, so the code is right on any CPU; the width only
-keeps blocks inside the register file.  ``KH``, ``KW`` and ``R`` must be compile-time
-constants (ints closed over by the kernel), so the blocks unroll fully.
+A vector is 64 bytes where the CPU has AVX-512, 32 with AVX2, else 16 (``VECTOR_BYTES``, from
+the features Numba compiles for).  LLVM splits a wider vector into native ones, so the code
+is right on any CPU; the width only keeps blocks inside the register file.  Block shapes
+(``KH``, ``KW``, ``R``, ``OB``, ``P``, strides) must be compile-time constants (ints closed
+over by the kernel), so the blocks unroll fully.
+
+Numba's disk cache keys a kernel on its own source file only: after editing this module,
+clear the ``__pycache__`` of ``kernels/`` (an installed release replaces every file, so its
+users never see a stale kernel).
 """
 from __future__ import annotations
 
@@ -45,11 +56,6 @@ def _vector_bytes() -> int:
 
 
 VECTOR_BYTES = _vector_bytes()
-
-
-def vector_lanes(dtype) -> int:
-    """Elements of ``dtype`` in one machine vector (16 float32 with AVX-512)."""
-    return VECTOR_BYTES // dtype.itemsize
 
 
 class Vector(types.Type):
@@ -202,3 +208,87 @@ def rows_block(typingctx, pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R
             builder.store(sums[r], at, align=1)
         return context.get_dummy_value()
     return types.none(pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R), codegen
+
+
+@intrinsic
+def channel_sums(typingctx, b, start, OB, P):
+    """``OB * P`` vectors: vector ``o*P + p`` holds ``b[start + o]`` in every lane (the
+    starting sums of ``OB`` output channels over ``P`` vectors of pixels)."""
+    if not _literal_ints(OB, P):
+        return None
+    vector = _vector_of(b.dtype)
+    ob, pp = OB.literal_value, P.literal_value
+    pack = VectorPack(b.dtype, vector.lanes, ob * pp)
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(vector)
+        data = _data(context, builder, sig.args[0], args[0])
+        first = _index(context, builder, args[1], sig.args[1])
+        value = ir.Constant(context.get_value_type(pack), ir.Undefined)
+        for o in range(ob):
+            v = _splat(builder, vt, builder.load(builder.gep(data, [builder.add(first,
+                                                                            first.type(o))])))
+            for p in range(pp):
+                value = builder.insert_value(value, v, o * pp + p)
+        return value
+    return pack(b, start, OB, P), codegen
+
+
+@intrinsic
+def tap_row(typingctx, sums, src, s0, phase_stride, w, w0, wstride, OB, P, KW, SW, DW):
+    """``sums`` (``channel_sums``) plus one kernel row of taps, returned::
+
+        sums[o*P + p] += w[w0 + o*wstride + j] * src[s0 + ph(j) + p*lanes + t]
+
+    for ``o < OB``, ``p < P``, ``j < KW``, every lane ``t``, where tap column ``j`` reads
+    column phase ``(j*DW) % SW`` (``phase_stride`` apart) at offset ``(j*DW) // SW``.  Per
+    tap: ``P`` vector loads and ``OB`` broadcast weights for ``OB * P`` multiply-adds, the
+    sums staying in registers from call to call (the value is carried, not stored)."""
+    if not _literal_ints(OB, P, KW, SW, DW):
+        return None
+    ob, pp, kw, sw, dw = (t.literal_value for t in (OB, P, KW, SW, DW))
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        vt = context.get_value_type(sig.args[0]).element
+        src_data = _data(context, builder, sig.args[1], args[1])
+        w_data = _data(context, builder, sig.args[4], args[4])
+        s, stride, w0, wstep = (_index(context, builder, args[k], sig.args[k])
+                                for k in (2, 3, 5, 6))
+        for j in range(kw):
+            at = builder.add(s, builder.add(builder.mul(stride, stride.type((j * dw) % sw)),
+                                            stride.type((j * dw) // sw)))
+            weights = [_splat(builder, vt, builder.load(builder.gep(w_data, [builder.add(
+                w0, builder.add(builder.mul(wstep, wstep.type(o)), wstep.type(j)))])))
+                for o in range(ob)]
+            for p in range(pp):
+                v = builder.load(_at(builder, src_data, builder.add(at, at.type(p * vt.count)),
+                                     vt), align=1)
+                for o in range(ob):
+                    k = o * pp + p
+                    value = builder.insert_value(
+                        value, _fma(builder, weights[o], v, builder.extract_value(value, k)), k)
+        return value
+    return sums(sums, src, s0, phase_stride, w, w0, wstride, OB, P, KW, SW, DW), codegen
+
+
+@intrinsic
+def store_sums(typingctx, sums, dst, d0, ostride, OB, P):
+    """``dst[d0 + o*ostride + p*lanes + t] = sums[o*P + p]``: ``OB`` output channels'
+    ``P`` vectors of pixels."""
+    if not _literal_ints(OB, P):
+        return None
+    ob, pp = OB.literal_value, P.literal_value
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(sig.args[0]).element
+        data = _data(context, builder, sig.args[1], args[1])
+        d, step = (_index(context, builder, args[k], sig.args[k]) for k in (2, 3))
+        for o in range(ob):
+            for p in range(pp):
+                at = builder.add(d, builder.add(builder.mul(step, step.type(o)),
+                                                step.type(p * vt.count)))
+                builder.store(builder.extract_value(args[0], o * pp + p),
+                              _at(builder, data, at, vt), align=1)
+        return context.get_dummy_value()
+    return types.none(sums, dst, d0, ostride, OB, P), codegen
