@@ -108,7 +108,7 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               rows at least 7 vectors wide (112 float32 pixels with AVX-512), a specialised
 #               geometry: direct, register blocks of 3 output channels x 7 vectors of pixels
 #               in explicit vectors (simd.py) over stride-phase planes, straight into NCHW
-#               (ResNet's 7x7 stem: 0.8x torch's time, where im2col + GEMM took 1.1-1.2x)
+#               (ResNet's 7x7 stem: 0.6-0.7x the best peer's time; im2col + GEMM 1.1-1.5x)
 #   winograd    dense (groups == 1) 3x3, stride 1, dilation 1, C_in and C_out >= 16, at least
 #               48 2x2 output tiles in the batch (fewer: the per-call weight transform costs
 #               more than it saves, e.g. 7x7 planes at batch 1-2), any pads

@@ -24,6 +24,10 @@ interleaved with torch in one process (the machine's speed moved 1.5x over the m
 blocks of 3 channels x 7 vectors 0.76x torch's time, where the im2col GEMM took 1.10x;
 4 x 7 (28 sums and 7 loaded vectors: more than 32 registers, spilled) 1.37x, 8 x 3 1.28x,
 6 x 4 0.81-0.87x (a row of 112 pixels in 8 vectors of 16: 14% recomputed), 5 x 4 0.84x.
+The loop order matters as much: each block of channels runs down the band's rows (a
+channel's rows stored in sequence) in 0.70-0.72x the time of every block per row (each row
+store landing in another of 64 planes); bands of 4, 8 or 16 rows the same.  Against the
+best peer, interleaved: 0.57-0.59 of ONNX Runtime's time.
 """
 from __future__ import annotations
 
@@ -96,9 +100,9 @@ def _kernel(KH, KW, SH, SW, DH, DW):
         taps = c_in * KH * KW  # weights of one output channel
         for task in prange(n * bands):
             ni, band = task // bands, task % bands
-            for oh in range(band * BAND, min(out_h, (band + 1) * BAND)):
-                for o0 in range(0, c_out, OB):
-                    oc = min(o0, c_out - OB)
+            for o0 in range(0, c_out, OB):  # a block of channels down the band: each
+                oc = min(o0, c_out - OB)  # channel's rows written in sequence
+                for oh in range(band * BAND, min(out_h, (band + 1) * BAND)):
                     for c0 in range(0, out_w, span):
                         c = min(c0, out_w - span)
                         sums = channel_sums(b, oc, OB, P)
