@@ -57,7 +57,8 @@ def test_suite_routes_as_the_table_says(case):
 # One configuration per way a kernel writes its output: (x shape, w shape, settings, kernel,
 # grouped layout or direct path or None).
 OUT_ROUTES = [
-    ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2), "grouped", "masked"),
+    ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2), "grouped", "blocked"),
+    ((2, 8, 3, 9), (8, 4, 3, 3), dict(padding=1, groups=2), "grouped", "masked"),
     ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2, padding_mode="reflect"), "grouped",
      "padded"),
     ((2, 8, 9, 9), (8, 4, 3, 3), dict(groups=2), "grouped", "unpadded"),
@@ -68,6 +69,7 @@ OUT_ROUTES = [
     ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stacked"),
     ((2, 6, 9, 34), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
     ((2, 6, 9, 10), (6, 1, 2, 3), dict(padding=1, groups=6), "direct", "any"),
+    ((2, 3, 9, 240), (4, 3, 3, 3), dict(padding=1, stride=2), "stem", None),
     ((2, 16, 10, 10), (16, 16, 3, 3), dict(padding=1), "winograd", None),  # 50 tiles
     ((2, 5, 8, 8), (7, 5, 1, 1), {}, "gemm", None),  # 1x1: products straight into out
     ((3, 5, 8, 8), (7, 5, 3, 3), dict(stride=2, padding=1), "gemm", None),  # bands per sample
@@ -563,6 +565,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "               np.ones((4, 3, 3, 3), np.float32), stride=2)\n"
             "x, w = np.ones((1, 16, 9, 9), np.float32), np.ones((8, 8, 3, 3), np.float32)\n"
             "convkit.conv2d(x, w, padding=1, groups=2)\n"
+            "convkit.conv2d(x, w, padding=1, groups=2, padding_mode='reflect')\n"
             "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
             " groups=2)\n")
     env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
@@ -578,7 +581,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
         assert f"winograd_transforms.{kernel}" in log, kernel
     for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",
                    "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad",
-                   "stem._kernel.locals.stem_kernel"):
+                   "stem._kernel.locals.stem_kernel", "_blocked.locals.blocked_kernel"):
         assert kernel in log, kernel
     assert "data loaded from" in log
     assert "data saved" not in log, "a kernel was compiled again in a fresh process"

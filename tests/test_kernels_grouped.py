@@ -1,11 +1,13 @@
 """The medium-group kernel (kernels/grouped.py) against the reference and torch, and its routing."""
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import convkit
 from convkit import kernels, spec
-from convkit.kernels import grouped
+from convkit.kernels import grouped, simd
 from convkit.kernels.reference import conv2d_reference
 from oracle import assert_close, torch_conv2d, torch_conv2d_grads
 
@@ -101,25 +103,94 @@ def test_masked_layout_against_reference(cg, og, k, d, left, top, h, width, n, d
     b = rng.standard_normal(2 * og).astype(dtype)
     conv = dict(padding=padding, dilation=d, groups=2)
     problem = problem_of(x.shape, w.shape, dtype, **conv)
-    assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "masked"
-    out = kernels.run(x, w, b, problem)
+    with mock.patch.object(grouped, "BLOCKS", ()):  # (else mostly the blocked layout's)
+        assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "masked"
+        out = kernels.run(x, w, b, problem)
     assert out.shape == (n, 2 * og, problem.out_h, width)
     assert_close(out, conv2d_reference(x, w, b, problem.spec), dtype)
 
 
+LANES = simd.VECTOR_BYTES // 4  # float32 lanes of a vector
+
+
+@settings(deadline=None, max_examples=40)
+@given(cg=st.integers(2, 20), og=st.integers(4, 11), d=st.integers(1, 2),
+       left_share=st.floats(0, 1), top=st.integers(0, 3), bottom=st.integers(0, 3),
+       h=st.integers(3, 12), width=st.integers(1, 40), n=st.integers(1, 2),
+       dtype=st.sampled_from(DTYPES))
+def test_blocked_layout_against_reference(cg, og, d, left_share, top, bottom, h, width, n,
+                                          dtype):
+    """3x3 with zero padding that keeps the width, split any way between left and right,
+    any rows of padding: register blocks over masked copies, the last run of pixels and the
+    last block of channels moved back (any output channel count from 4, planes from a few
+    vectors of pixels)."""
+    left = round(left_share * 2 * d)
+    padding = ((top, bottom), (left, 2 * d - left))
+    rng = np.random.default_rng(cg + 7 * og + width)
+    x = rng.standard_normal((n, 2 * cg, h, width)).astype(dtype)
+    w = rng.standard_normal((2 * og, cg, 3, 3)).astype(dtype)
+    b = rng.standard_normal(2 * og).astype(dtype)
+    conv = dict(padding=padding, dilation=d, groups=2)
+    try:
+        problem = problem_of(x.shape, w.shape, dtype, **conv)
+    except ValueError:
+        return  # no output rows
+    if grouped.block_shape(problem) is None:
+        return  # a plane smaller than every block: the masked layout, tested above
+    assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "blocked"
+    out = kernels.run(x, w, b, problem)
+    assert_close(out, conv2d_reference(x, w, b, problem.spec), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("og,hw,k,conv,block", [
+    (16, (3, 5 * LANES), 3, dict(padding=1), (4, 5)),  # 15 vectors: ties go to (4, 5)
+    (30, (7, 7 * LANES), 1, dict(), (5, 4)),  # ShuffleNet's: read in place
+    (30, (7, 7 * LANES), 1, dict(padding=((1, 0), (0, 0))), (5, 4)),  # a padding row: copies
+    (32, (1, 3 * LANES + 3), 3, dict(padding=((1, 1), (2, 0))), (8, 3)),  # 3 vectors of pixels
+    (5, (9, 2 * LANES), 5, dict(padding=4, dilation=2), (5, 4)),  # five copies, 5 channels
+])
+def test_blocked_layout_block_shapes(og, hw, k, conv, block, dtype):
+    """Each register block shape, chosen by its count of sums, in place and on copies,
+    against torch (the unbatched input sliced, the caller's array untouched)."""
+    rng = np.random.default_rng(og + k)
+    x = rng.standard_normal((2 * 3, *hw)).astype(dtype)[:, ::-1]  # 3 input channels a group
+    w = rng.standard_normal((2 * og, 3, k, k)).astype(dtype)
+    b = rng.standard_normal(2 * og).astype(dtype)
+    before = x.copy()
+    problem = problem_of((1, *x.shape), w.shape, np.float32, groups=2, **conv)
+    assert grouped.layout(problem) == "blocked" and grouped.block_shape(problem) == block
+    assert_close(convkit.conv2d(x, w, b, groups=2, **conv),
+                 torch_conv2d(x, w, b, groups=2, **conv), dtype)
+    assert np.array_equal(x, before)
+
+
 @pytest.mark.parametrize("hw,k,conv,expected", [
-    ((14, 14), 3, dict(padding=1), "masked"),  # ResNeXt's deep stage
-    ((7, 32), 3, dict(padding=((1, 1), (0, 2))), "masked"),  # all the padding on the right
-    ((14, 14), 3, dict(padding=2, dilation=2), "masked"),
-    ((56, 56), 3, dict(padding=1), "padded"),  # wider than MASKED_MAX_WIDTH
-    ((14, 14), 5, dict(padding=2), "padded"),  # five copies: not vectorised
-    ((14, 14), 3, dict(padding=1, padding_mode="reflect"), "padded"),
+    ((14, 14), 3, dict(padding=1), "blocked"),  # ResNeXt's deep stage
+    ((7, 32), 3, dict(padding=((1, 1), (0, 2))), "blocked"),  # all the padding on the right
+    ((14, 14), 3, dict(padding=2, dilation=2), "blocked"),
+    ((56, 56), 3, dict(padding=1), "blocked"),
+    ((14, 14), 5, dict(padding=2), "blocked"),
+    ((14, 14), 1, dict(), "blocked"),  # read in place
+    ((2, LANES), 3, dict(padding=1), "masked"),  # 2 vectors of pixels: no block fits
+    ((1, 2 * LANES), 3, dict(padding=1), "masked"),
+    ((56, 56), 3, dict(padding=1, padding_mode="reflect"), "padded"),
     ((14, 14), 3, dict(padding=(1, 0)), "padded"),  # the width shrinks
-    ((14, 14), 1, dict(), "unpadded"),
+    ((14, 14), 3, dict(), "unpadded"),
 ])
 def test_grouped_layout(hw, k, conv, expected):
     problem = problem_of((1, 32, *hw), (32, 16, k, k), groups=2, **conv)
     assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == expected
+
+
+def test_masked_layout_where_no_block_fits():
+    """The LLVM-vectorised kernel's masked layout still serves planes too small for a
+    register block, within MASKED_MAX_WIDTH (wider: padded)."""
+    def kind(h, w, og=4):
+        return grouped.layout(problem_of((1, 8, h, w), (2 * og, 4, 3, 3), padding=1, groups=2))
+    narrow = "masked" if 3 * LANES <= grouped.MASKED_MAX_WIDTH else "padded"
+    assert [kind(2, 2 * LANES), kind(1, 3 * LANES), kind(1, 3 * LANES, og=8)] == [
+        "masked", narrow, "blocked"]
 
 
 @pytest.mark.parametrize("shape,expected", [

@@ -90,9 +90,11 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
 #   grouped     grouped, 2-32 input and >= 4 output channels per group, stride 1 (ResNeXt,
 #               ShuffleNet's grouped 1x1): too small for BLAS, so a direct loop over flat
-#               padded planes, register-blocked over 4 output channels (grouped.layout:
-#               small zero-padded "same" planes keep the input's pitch, one masked copy
-#               per tap column, and are stored straight into the output)
+#               planes (grouped.layout): zero-padded "same" planes, and 1x1 read in place,
+#               in explicit-vector register blocks of 4 output channels x 5 vectors of
+#               pixels (or 5 x 4, 8 x 3) over masked copies at the input's pitch, stored
+#               straight into the output; other paddings an LLVM-vectorised loop over
+#               padded planes, register-blocked over 4 output channels
 #   direct      the other grouped with C_in/groups <= 4: depthwise (any depth multiplier),
 #               strided or with few outputs per group: memory-bound, so one pass over
 #               each input plane, borders read in place (depthwise stride 1, dilation 1,

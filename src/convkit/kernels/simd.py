@@ -235,13 +235,15 @@ def channel_sums(typingctx, b, start, OB, P):
 
 
 @intrinsic
-def tap_row(typingctx, sums, src, s0, phase_stride, w, w0, wstride, OB, P, KW, SW, DW):
+def tap_row(typingctx, sums, src, s0, phase_stride, copy_stride, w, w0, wstride, OB, P, KW,
+            SW, DW):
     """``sums`` (``channel_sums``) plus one kernel row of taps, returned::
 
-        sums[o*P + p] += w[w0 + o*wstride + j] * src[s0 + ph(j) + p*lanes + t]
+        sums[o*P + p] += w[w0 + o*wstride + j] * src[s0 + at(j) + p*lanes + t]
 
     for ``o < OB``, ``p < P``, ``j < KW``, every lane ``t``, where tap column ``j`` reads
-    column phase ``(j*DW) % SW`` (``phase_stride`` apart) at offset ``(j*DW) // SW``.  Per
+    column phase ``(j*DW) % SW`` (``phase_stride`` apart) at offset ``(j*DW) // SW``, in
+    copy ``j`` of the plane (``copy_stride`` apart: grouped.py's masked copies; else 0).  Per
     tap: ``P`` vector loads and ``OB`` broadcast weights for ``OB * P`` multiply-adds, the
     sums staying in registers from call to call (the value is carried, not stored)."""
     if not _literal_ints(OB, P, KW, SW, DW):
@@ -252,12 +254,13 @@ def tap_row(typingctx, sums, src, s0, phase_stride, w, w0, wstride, OB, P, KW, S
         value = args[0]
         vt = context.get_value_type(sig.args[0]).element
         src_data = _data(context, builder, sig.args[1], args[1])
-        w_data = _data(context, builder, sig.args[4], args[4])
-        s, stride, w0, wstep = (_index(context, builder, args[k], sig.args[k])
-                                for k in (2, 3, 5, 6))
+        w_data = _data(context, builder, sig.args[5], args[5])
+        s, stride, copies, w0, wstep = (_index(context, builder, args[k], sig.args[k])
+                                        for k in (2, 3, 4, 6, 7))
         for j in range(kw):
             at = builder.add(s, builder.add(builder.mul(stride, stride.type((j * dw) % sw)),
                                             stride.type((j * dw) // sw)))
+            at = builder.add(at, builder.mul(copies, copies.type(j)))
             weights = [_splat(builder, vt, builder.load(builder.gep(w_data, [builder.add(
                 w0, builder.add(builder.mul(wstep, wstep.type(o)), wstep.type(j)))])))
                 for o in range(ob)]
@@ -269,7 +272,8 @@ def tap_row(typingctx, sums, src, s0, phase_stride, w, w0, wstride, OB, P, KW, S
                     value = builder.insert_value(
                         value, _fma(builder, weights[o], v, builder.extract_value(value, k)), k)
         return value
-    return sums(sums, src, s0, phase_stride, w, w0, wstride, OB, P, KW, SW, DW), codegen
+    return sums(sums, src, s0, phase_stride, copy_stride, w, w0, wstride, OB, P, KW, SW,
+                DW), codegen
 
 
 @intrinsic

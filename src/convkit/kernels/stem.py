@@ -110,7 +110,7 @@ def _kernel(KH, KW, SH, SW, DH, DW):
                             for i in range(KH):
                                 pr, q = (i * DH) % SH, oh + (i * DH) // SH
                                 at = ((ni * c_in + ci) * SH + pr) * SW * plane + q * wq + c
-                                sums = tap_row(sums, planes, at, plane, wf,
+                                sums = tap_row(sums, planes, at, plane, 0, wf,
                                                oc * taps + (ci * KH + i) * KW, taps,
                                                OB, P, KW, SW, DW)
                         store_sums(sums, of, ((ni * c_out + oc) * out_h + oh) * out_w + c,
