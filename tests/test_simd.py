@@ -1,0 +1,95 @@
+"""The explicit-vector intrinsics (kernels/simd.py) against NumPy, one block at a time."""
+import numpy as np
+import pytest
+from numba import njit
+
+from convkit.kernels import simd
+from convkit.kernels.simd import (channel_sums, rows_block, splat_pack, store_sums, tap_row,
+                                  vload, vstore)
+
+DTYPES = [np.float32, np.float64]
+
+
+def lanes(dtype):
+    return simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def test_vector_width_follows_the_cpu_features():
+    assert simd.VECTOR_BYTES in (16, 32, 64)
+    assert lanes(np.float32) == 2 * lanes(np.float64)
+
+
+@njit
+def _copy_vector(src, i, dst, j):
+    vstore(dst, j, vload(src, i))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vload_vstore_move_one_unaligned_vector(dtype):
+    src = np.arange(3 * lanes(dtype), dtype=dtype)
+    dst = np.full(3 * lanes(dtype), -1, dtype=dtype)
+    _copy_vector(src, 3, dst, 5)
+    expected = np.full_like(dst, -1)
+    expected[5:5 + lanes(dtype)] = src[3:3 + lanes(dtype)]
+    assert np.array_equal(dst, expected)
+
+
+@njit
+def _rows_3x3(w, bias, src, s0, pitch, dst, d0, opitch):
+    rows_block(splat_pack(w, 0, 9), bias, src, s0, pitch, dst, d0, opitch, 3, 3, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_block_is_four_rows_of_a_correlation(dtype):
+    """Four output rows' vectors of a 3x3 correlation at an offset, other outputs untouched."""
+    rng = np.random.default_rng(1)
+    n = lanes(dtype)
+    pitch, opitch = n + 5, n + 3
+    src = rng.standard_normal(8 * pitch).astype(dtype)
+    w = rng.standard_normal(9).astype(dtype)
+    dst = np.full(6 * opitch, np.nan, dtype=dtype)
+    _rows_3x3(w, dtype(0.5), src, pitch + 1, pitch, dst, opitch + 2, opitch)
+    plane = src.reshape(8, pitch)
+    for r in range(4):
+        want = 0.5 + sum(w[3 * i + j] * plane[1 + r + i, 1 + j:1 + j + n]
+                         for i in range(3) for j in range(3))
+        got = dst[(1 + r) * opitch + 2:(1 + r) * opitch + 2 + n]
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    written = np.zeros(dst.size, bool)
+    for r in range(4):
+        written[(1 + r) * opitch + 2:(1 + r) * opitch + 2 + n] = True
+    assert np.isnan(dst[~written]).all()
+
+
+@njit
+def _channel_block(b, src, w, dst, phase_stride, copy_stride, taps, size):
+    sums = channel_sums(b, 1, 2, 3)
+    for i in range(2):  # two kernel rows, 3 taps each, stride 2 in the columns
+        sums = tap_row(sums, src, i * 100, phase_stride, copy_stride, w, 1 * taps + i * 3, taps,
+                       2, 3, 3, 2, 1)
+    store_sums(sums, dst, 7, size, 2, 3)
+
+
+@pytest.mark.parametrize("copy_stride", [0, 1000])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tap_rows_sum_two_channels_over_three_vectors(copy_stride, dtype):
+    """channel_sums starts at the biases, tap_row reads tap column j in column phase j % 2 at
+    offset j // 2 (and copy j, copy_stride apart), store_sums writes each channel's three
+    vectors: against the same sum in NumPy."""
+    rng = np.random.default_rng(2)
+    n = lanes(dtype)
+    phase_stride, taps, size = 500, 6, 3 * n + 5
+    src = rng.standard_normal(4000).astype(dtype)
+    w = rng.standard_normal(3 * taps).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    dst = np.full(7 + 2 * size, np.nan, dtype=dtype)
+    _channel_block(b, src, w, dst, phase_stride, copy_stride, taps, size)
+    for o in range(2):
+        want = np.full(3 * n, b[1 + o], dtype=np.float64)
+        for i in range(2):
+            for j in range(3):
+                start = i * 100 + (j % 2) * phase_stride + j // 2 + j * copy_stride
+                want += w[(1 + o) * taps + i * 3 + j] * src[start:start + 3 * n]
+        got = dst[7 + o * size:7 + o * size + 3 * n]
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)
