@@ -512,7 +512,13 @@ def _rows(KH, KW, R):
     1.26x (two vectors for 20 columns; ``_masked``'s one flat loop wastes no lanes); rows
     narrower than a vector, stored through a lane mask, 1.15-1.9x on 7x7 and 14x14 planes
     (a 7x7 plane fills 7 of 16 lanes a row, 49 of 64 flat).  ``R``: 4; 6 and 8 the same
-    speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4)."""
+    speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4).
+
+    Tried to hide the plane copy (a fifth of effnet's time), none kept, interleaved against
+    this kernel: no copy at all, zero padding read in place through masked loads (lanes
+    outside the plane masked off): 1.3x the time on effnet, 1.6x on ConvNeXt 7x7; the next
+    plane's rows copied a share per block of rows (software pipelining, two planes of
+    scratch): 1.15-1.25x; a prefetch of the next plane's lines: 1.02-1.11x."""
     NK = KH * KW
 
     @njit(parallel=True, fastmath=True, cache=True)
