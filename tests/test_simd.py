@@ -17,6 +17,13 @@ def lanes(dtype):
 def test_vector_width_follows_the_cpu_features():
     assert simd.VECTOR_BYTES in (16, 32, 64)
     assert lanes(np.float32) == 2 * lanes(np.float64)
+    width = simd._vector_bytes
+    assert [width({"NUMBA_CPU_FEATURES": "+sse2,+avx2,+avx512f,+fma"}),
+            width({"NUMBA_CPU_FEATURES": "+sse2,+avx2,-avx512f"}),
+            width({"NUMBA_CPU_FEATURES": "+sse2,-avx2"}),
+            width({"NUMBA_CPU_NAME": "generic"}),
+            width({"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": "+avx2"})] == [
+        64, 32, 16, 16, 32]
 
 
 @njit

@@ -44,10 +44,14 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 
-def _vector_bytes() -> int:
-    """Bytes of one machine vector, from the CPU features Numba compiles for."""
-    features = os.environ.get("NUMBA_CPU_FEATURES")
+def _vector_bytes(environ=os.environ) -> int:
+    """Bytes of one machine vector, from the CPU features Numba compiles for: those of
+    ``NUMBA_CPU_FEATURES`` if set; 16 (SSE2's) if only ``NUMBA_CPU_NAME`` is (a portable
+    build such as ``generic``, whose features this does not know); else the host's."""
+    features = environ.get("NUMBA_CPU_FEATURES")
     if features is None:
+        if environ.get("NUMBA_CPU_NAME"):
+            return 16
         import llvmlite.binding as llvm
 
         features = llvm.get_host_cpu_features().flatten()
