@@ -49,9 +49,9 @@ PLANES_BYTES = 16 << 20  # phase planes of one kernel call: samples run in chunk
 
 
 def supports(problem) -> bool:
-    """Dense, at most ``MAX_C_IN`` input channels and ``OUT_BLOCK`` output channels, output
-    rows at least ``PIXEL_VECTORS`` vectors wide (112 float32 pixels with AVX-512), a tap
-    geometry in direct's ``SPECIALISED`` set (compiled kernels stay few)."""
+    """Dense, at most ``MAX_C_IN`` input channels, at least ``OUT_BLOCK`` output channels,
+    output rows at least ``PIXEL_VECTORS`` vectors wide (112 float32 pixels with AVX-512), a
+    tap geometry in direct's ``SPECIALISED`` set (compiled kernels stay few)."""
     p = problem
     lanes = VECTOR_BYTES // p.dtype.itemsize
     return (p.spec.groups == 1 and p.c_in <= MAX_C_IN and p.c_out >= OUT_BLOCK
