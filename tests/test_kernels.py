@@ -251,7 +251,7 @@ def test_direct_rows_needs_a_vector_of_output_columns_and_four_rows():
     """Rows of at least one vector (16 float32, 8 float64 on AVX-512), 3x3 at least 7/4 of
     one (the masked kernel's single flat loop wins on narrower planes), four rows of output,
     depthwise at stride 1 and dilation 1."""
-    lanes = simd.VECTOR_BYTES // 4
+    lanes = simd.lanes(np.dtype(np.float32))
 
     def path(w, k, h=9, dtype=np.float32, c_in=8, **settings):
         return direct.path(problem_of((1, c_in, h, w), (8, c_in // 8, k, k), dtype,
@@ -273,7 +273,7 @@ def test_direct_masked_only_on_short_rows_within_its_scratch_budget():
                                       padding=(k - 1) * d // 2, dilation=d, groups=8))
     assert [route(28, 3), route(32, 3), route(33, 3), route(56, 3), route(16, 3, dtype=np.float64),
             route(17, 3, dtype=np.float64), route(28, 5), route(32, 7, h=120),
-            route(32, 7, h=140), route(simd.VECTOR_BYTES // 4 * 7 // 4 - 1, 3, d=1)] == [
+            route(32, 7, h=140), route(simd.lanes(np.dtype(np.float32)) * 7 // 4 - 1, 3, d=1)] == [
         "masked", "masked", "specialised", "specialised", "masked", "specialised", "masked",
         "masked", "specialised", "masked"]
 
@@ -409,7 +409,7 @@ def test_direct_scratch_reused_across_many_tasks(width, k, mode, dtype):
     else:
         settings = dict(padding=((k // 2, 1), (2, k // 2 + 1)), groups=40, padding_mode=mode)
     problem = problem_of(x.shape, w.shape, dtype, **settings)
-    lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize  # the rows kernel's rule (path)
+    lanes = simd.lanes(np.dtype(dtype))  # the rows kernel's rule (path)
     rows = problem.out_w >= lanes and (k >= 5 or 4 * problem.out_w >= 7 * lanes)
     path = "rows" if rows else "masked" if mode == "masked" else "specialised"
     assert direct.path(problem) == path

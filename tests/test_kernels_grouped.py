@@ -110,7 +110,7 @@ def test_masked_layout_against_reference(cg, og, k, d, left, top, h, width, n, d
     assert_close(out, conv2d_reference(x, w, b, problem.spec), dtype)
 
 
-LANES = simd.VECTOR_BYTES // 4  # float32 lanes of a vector
+LANES = simd.lanes(np.dtype(np.float32))  # float32 lanes of a vector
 
 
 @settings(deadline=None, max_examples=40)

@@ -12,8 +12,7 @@ from oracle import assert_close, torch_conv2d
 MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
 DTYPES = [np.float32, np.float64]
 # Output columns one register block spans: the narrowest rows the kernel takes.
-SPAN = {np.float32: stem.PIXEL_VECTORS * simd.VECTOR_BYTES // 4,
-        np.float64: stem.PIXEL_VECTORS * simd.VECTOR_BYTES // 8}
+SPAN = {dtype: stem.PIXEL_VECTORS * simd.lanes(np.dtype(dtype)) for dtype in DTYPES}
 
 
 def problem_of(x_shape, w_shape, dtype=np.float32, **conv):

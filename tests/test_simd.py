@@ -11,7 +11,7 @@ DTYPES = [np.float32, np.float64]
 
 
 def lanes(dtype):
-    return simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    return simd.lanes(np.dtype(dtype))
 
 
 def test_vector_width_follows_the_cpu_features():

@@ -54,7 +54,7 @@ from numba import njit, prange, uint64
 
 from ..spec import PaddingMode
 from .forksafe import parallel_kernel
-from .simd import VECTOR_BYTES, rows_block, splat_pack, vload, vstore
+from .simd import VECTOR_BYTES, lanes, rows_block, splat_pack, vload, vstore
 
 
 # (kH, kW, sH, sW, dH, dW) with a kernel of their own.
@@ -129,10 +129,10 @@ def _zero_padded(p) -> bool:
 
 
 def _rows_fit(p) -> bool:
-    lanes = VECTOR_BYTES // p.dtype.itemsize
+    vector = lanes(p.dtype)
     return (p.group_in == 1 and p.spec.stride == (1, 1) and p.spec.dilation == (1, 1)
-            and p.out_w >= lanes and p.out_h >= BLOCK_ROWS
-            and (p.kw >= 5 or 4 * p.out_w >= 7 * lanes))
+            and p.out_w >= vector and p.out_h >= BLOCK_ROWS
+            and (p.kw >= 5 or 4 * p.out_w >= 7 * vector))
 
 
 def _masked_fits(p) -> bool:
@@ -528,7 +528,7 @@ def _rows(KH, KW, R):
         og = c_out // groups
         xf, of, wf = x.reshape(-1), out.reshape(-1), w.reshape(-1)
         hp, wp = rows.size, cols.size
-        lanes = VECTOR_BYTES // out.itemsize
+        vector = VECTOR_BYTES // out.itemsize  # lanes
         edges = False  # does a border column read the input (a padding mode other than zeros)?
         for c in range(wp):
             edges = edges or ((c < left or c >= left + width) and cols[c] >= 0)
@@ -543,9 +543,9 @@ def _rows(KH, KW, R):
                     if source < 0:
                         continue
                     s, d = plane + source * width, r * wp
-                    if width >= lanes:
-                        for c0 in range(0, width, lanes):
-                            c = min(c0, width - lanes)
+                    if width >= vector:
+                        for c0 in range(0, width, vector):
+                            c = min(c0, width - vector)
                             vstore(scratch, d + left + c, vload(xf, s + c))
                     else:
                         for c in range(width):
@@ -559,8 +559,8 @@ def _rows(KH, KW, R):
                     o0 = (ni * c_out + co) * out_h * out_w
                     for r0 in range(0, out_h, R):
                         r = min(r0, out_h - R)
-                        for c0 in range(0, out_w, lanes):
-                            c = min(c0, out_w - lanes)
+                        for c0 in range(0, out_w, vector):
+                            c = min(c0, out_w - vector)
                             rows_block(weights, bias, scratch, r * wp + c, wp,
                                        of, o0 + r * out_w + c, out_w, KH, KW, R)
 

@@ -105,7 +105,7 @@ from numba import njit, prange, uint64
 from ..spec import PaddingMode
 from .direct import SPECIALISED, _geometry, _zero_padded, parallel_blocks
 from .forksafe import parallel_kernel
-from .simd import VECTOR_BYTES, channel_sums, store_sums, tap_row
+from .simd import VECTOR_BYTES, channel_sums, lanes, store_sums, tap_row
 
 TILE = 1024  # flat positions per tile
 SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
@@ -155,11 +155,10 @@ def block_shape(p):
     output plane's pixels, the one computing the fewest sums (blocks moved back to end at
     the group's last channel and the plane's last pixel recompute some; the first listed on
     a tie); None if none fits."""
-    lanes = VECTOR_BYTES // p.dtype.itemsize
     size, og = p.out_h * p.out_w, p.group_out
     best = None
     for ob, vectors in BLOCKS:
-        span = vectors * lanes
+        span = vectors * lanes(p.dtype)
         if ob <= og and span <= size:
             sums = -(-og // ob) * ob * -(-size // span) * span
             if best is None or sums < best[0]:
@@ -334,16 +333,20 @@ def _blocked(KH, KW, DH, DW, OB, P, COPY):
         span = P * (VECTOR_BYTES // out.itemsize)  # one block's pixels
         plane = (top + h + bottom) * width + left + (KW - 1) * DW + SLACK  # one copy
         taps = cg * KH * KW  # weights of one output channel
+        # where a channel's taps read: its copies (plane apart, KW per channel) or its plane
+        # of the caller's array
+        channel, copy = (KW * plane, plane) if COPY else (h * width, 0)
         tasks = n * groups
         for block in prange(n_blocks):  # scratch allocated once per block, not per task
             scratch = np.zeros((cg * COPIES if COPY else 0, plane), dtype=out.dtype)
-            copies = scratch.reshape(-1)
+            src = scratch.reshape(-1) if COPY else xf
             for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
                 ni, g = task // groups, task % groups
                 if COPY:
                     for ci in range(cg):
                         mask_copies(x[ni, g * cg + ci].reshape(-1), h, width, top, left, DW,
                                     scratch, ci * KW, KW)
+                first = 0 if COPY else (ni * c_in + g * cg) * h * width  # channel 0's plane
                 for o0 in range(0, og, OB):
                     oc = g * og + min(o0, og - OB)
                     for t0 in range(0, size, span):
@@ -351,16 +354,10 @@ def _blocked(KH, KW, DH, DW, OB, P, COPY):
                         sums = channel_sums(b, oc, OB, P)
                         for ci in range(cg):
                             for i in range(KH):
-                                if COPY:
-                                    sums = tap_row(sums, copies,
-                                                   ci * KW * plane + i * DH * width + t, 0,
-                                                   plane, wf, (oc * cg + ci) * KH * KW + i * KW,
-                                                   taps, OB, P, KW, 1, DW)
-                                else:
-                                    sums = tap_row(sums, xf, ((ni * c_in + g * cg + ci) * h
-                                                              + i * DH) * width + t, 0, 0, wf,
-                                                   (oc * cg + ci) * KH * KW + i * KW, taps,
-                                                   OB, P, KW, 1, DW)
+                                sums = tap_row(sums, src, first + ci * channel
+                                               + i * DH * width + t, 0, copy, wf,
+                                               (oc * cg + ci) * KH * KW + i * KW, taps,
+                                               OB, P, KW, 1, DW)
                         store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, P)
 
     return parallel_kernel(blocked_kernel)

@@ -39,7 +39,7 @@ from numba import njit, prange
 from .direct import SPECIALISED, _geometry, _phase_planes
 from .forksafe import parallel_kernel
 from .gemm import _phase_shape
-from .simd import VECTOR_BYTES, channel_sums, store_sums, tap_row
+from .simd import VECTOR_BYTES, channel_sums, lanes, store_sums, tap_row
 
 MAX_C_IN = 4  # input channels of the layers this kernel takes
 OUT_BLOCK = 3  # output channels per register block
@@ -53,9 +53,8 @@ def supports(problem) -> bool:
     output rows at least ``PIXEL_VECTORS`` vectors wide (112 float32 pixels with AVX-512), a
     tap geometry in direct's ``SPECIALISED`` set (compiled kernels stay few)."""
     p = problem
-    lanes = VECTOR_BYTES // p.dtype.itemsize
     return (p.spec.groups == 1 and p.c_in <= MAX_C_IN and p.c_out >= OUT_BLOCK
-            and p.out_w >= PIXEL_VECTORS * lanes and _geometry(p) in SPECIALISED)
+            and p.out_w >= PIXEL_VECTORS * lanes(p.dtype) and _geometry(p) in SPECIALISED)
 
 
 def run(x, w, b, p, out=None):
