@@ -41,30 +41,36 @@ def test_vload_vstore_move_one_unaligned_vector(dtype):
     assert np.array_equal(dst, expected)
 
 
-@njit
-def _rows_3x3(w, bias, src, s0, pitch, dst, d0, opitch):
-    rows_block(splat_pack(w, 0, 9), bias, src, s0, pitch, dst, d0, opitch, 3, 3, 4)
+def _rows_3x3(P):
+    @njit
+    def block(w, bias, src, s0, pitch, dst, d0, opitch, cstep):
+        rows_block(splat_pack(w, 0, 9), bias, src, s0, pitch, dst, d0, opitch, cstep, 3, 3, 4, P)
+    return block
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rows_block_is_four_rows_of_a_correlation(dtype):
-    """Four output rows' vectors of a 3x3 correlation at an offset, other outputs untouched."""
+@pytest.mark.parametrize("vectors, overlap", [(1, 0), (2, 0), (2, 3)])
+def test_rows_block_is_four_rows_of_a_correlation(dtype, vectors, overlap):
+    """Four output rows by one or two vectors (overlapping or not) of a 3x3 correlation at an
+    offset, other outputs untouched."""
     rng = np.random.default_rng(1)
     n = lanes(dtype)
-    pitch, opitch = n + 5, n + 3
+    cstep = n - overlap
+    width = n + (vectors - 1) * cstep  # output columns of one row of the block
+    pitch, opitch = width + 5, width + 3
     src = rng.standard_normal(8 * pitch).astype(dtype)
     w = rng.standard_normal(9).astype(dtype)
     dst = np.full(6 * opitch, np.nan, dtype=dtype)
-    _rows_3x3(w, dtype(0.5), src, pitch + 1, pitch, dst, opitch + 2, opitch)
+    _rows_3x3(vectors)(w, dtype(0.5), src, pitch + 1, pitch, dst, opitch + 2, opitch, cstep)
     plane = src.reshape(8, pitch)
     for r in range(4):
-        want = 0.5 + sum(w[3 * i + j] * plane[1 + r + i, 1 + j:1 + j + n]
+        want = 0.5 + sum(w[3 * i + j] * plane[1 + r + i, 1 + j:1 + j + width]
                          for i in range(3) for j in range(3))
-        got = dst[(1 + r) * opitch + 2:(1 + r) * opitch + 2 + n]
+        got = dst[(1 + r) * opitch + 2:(1 + r) * opitch + 2 + width]
         np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
     written = np.zeros(dst.size, bool)
     for r in range(4):
-        written[(1 + r) * opitch + 2:(1 + r) * opitch + 2 + n] = True
+        written[(1 + r) * opitch + 2:(1 + r) * opitch + 2 + width] = True
     assert np.isnan(dst[~written]).all()
 
 

@@ -164,7 +164,9 @@ def run(x, w, b, p, out=None):
     kind = path(p)
     if kind == "rows":
         blocks = parallel_blocks(p.n * spec.groups)
-        _rows(p.kh, p.kw, BLOCK_ROWS)(x, w, bias, out, rows, cols, left, spec.groups, blocks)
+        vectors = 2 if p.out_w > lanes(p.dtype) and p.out_w <= 2 * lanes(p.dtype) else 1
+        _rows(p.kh, p.kw, BLOCK_ROWS, vectors, not _zero_padded(p))(
+            x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
     elif kind == "masked":
         blocks = parallel_blocks(p.n * spec.groups)
         _masked(p.kh, p.kw, dh, dw)(x, w, bias, out, top, left, rows.size, spec.groups, blocks)
@@ -487,20 +489,24 @@ def _specialised(KH, KW, SH, SW, DH, DW):
 
 
 @lru_cache(maxsize=None)
-def _rows(KH, KW, R):
+def _rows(KH, KW, R, P, MAPS):
     """Depthwise (any depth multiplier), stride 1, dilation 1, output rows at least one vector
     wide: ``R`` output rows at a time, register-blocked with explicit vectors (simd.py).
 
-    Each input plane is copied once into a padded scratch plane (its interior by whole
-    vectors, the border through the index maps: every padding mode), then every block of
-    ``R`` output rows by one vector of columns is one ``simd.rows_block``: each loaded input
-    vector feeds the sums of every output row it touches, ``(R + kH - 1) * kW`` loads for
-    ``R * kH * kW`` multiply-adds, against one load per multiply-add in the other kernels here
-    (LLVM's vectoriser blocks nothing; row pairs written in Numba were not vectorised).  A
-    row's vectors start every ``lanes`` columns, the last one moved back to end at the row's
-    end (rows of 28 run as columns 0-15 and 12-27, recomputing four), and the last block of
-    rows likewise moved up; so no remainder loop, no masks, and every store lands inside the
-    output plane, straight into the output.
+    Each input plane is copied once into a padded scratch plane: its interior by whole
+    vectors, and with ``MAPS`` (a padding mode that reads the input: reflect, replicate,
+    circular) the border through the index maps; with zero padding the border is zeroed once
+    per parallel block and stays so.  Then every block of ``R`` output rows by ``P`` vectors
+    of columns is one ``simd.rows_block``: each loaded input vector feeds the sums of every
+    output row it touches, ``(R + kH - 1) * kW`` loads for ``R * kH * kW`` multiply-adds per
+    vector, against one load per multiply-add in the other kernels here (LLVM's vectoriser
+    blocks nothing; row pairs written in Numba were not vectorised).  ``P = 2`` serves rows
+    of more than one vector and at most two (28 float32 pixels: EfficientNet's and
+    MobileNet's 28x28 stages): the row's two vectors, columns 0-15 and 12-27, in one block --
+    eight chains of multiply-adds, so both FMA units stay busy through their latency.  With
+    ``P = 1`` a row's vectors start every ``lanes`` columns, the last one moved back to end at
+    the row's end.  The last block of rows is likewise moved up; so no remainder loop, no
+    masks, and every store lands inside the output plane, straight into the output.
 
     Emerald Rapids, 2 threads, kernels alone, interleaved, float32 batch 8, against the kernel
     each layer ran on before: effnet 5x5 on 28x28 0.70-0.72x the time (``_masked``), 5x5 on
@@ -508,63 +514,81 @@ def _rows(KH, KW, R):
     112x112 0.87x, 32x32 0.86x, 28x28 0.93x; ConvNeXt 7x7 on 56x56 0.68x, 28x28 0.73x,
     16x16 0.72x (49 weights do not all fit in registers: LLVM spills some, each read as a
     memory operand); float64 5x5 on 28x28 and 14x14 0.70x, 3x3 on 56x56 0.77x, 14x14 0.93x;
-    reflect padding 0.69-0.72x.  Losses, hence ``path``'s rules: 3x3 on 16x16 1.19x and 20x20
-    1.26x (two vectors for 20 columns; ``_masked``'s one flat loop wastes no lanes); rows
-    narrower than a vector, stored through a lane mask, 1.15-1.9x on 7x7 and 14x14 planes
-    (a 7x7 plane fills 7 of 16 lanes a row, 49 of 64 flat).  ``R``: 4; 6 and 8 the same
-    speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4).
+    reflect padding 0.69-0.72x.  Then, against that first version (one vector a block, every
+    row copied through the row map): the copy of the interior without the map 0.85-0.90x
+    (effnet), and ``P = 2`` with it 0.73-0.75x (effnet), 0.69x (3x3 on 28x28), 0.73-0.79x
+    (5x5 on 20x20), 0.82x (5x5 on 32x32).  Losses, hence ``path``'s rules: 3x3 on 16x16
+    1.19x and 20x20 1.26x (two vectors for 20 columns; ``_masked``'s one flat loop wastes no
+    lanes); rows narrower than a vector, stored through a lane mask, 1.15-1.9x on 7x7 and
+    14x14 planes (a 7x7 plane fills 7 of 16 lanes a row, 49 of 64 flat).  ``R``: 4; 6 and 8
+    the same speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4); with ``P = 2``,
+    7 the same as 4.  ``P = 2`` on wider rows (pairs of vectors in a loop) lost its gain
+    (0.84x against 0.74x on effnet: LLVM then spills more of the weights and sums).
 
     Tried to hide the plane copy (a fifth of effnet's time), none kept, interleaved against
     this kernel: no copy at all, zero padding read in place through masked loads (lanes
     outside the plane masked off): 1.3x the time on effnet, 1.6x on ConvNeXt 7x7; the next
     plane's rows copied a share per block of rows (software pipelining, two planes of
-    scratch): 1.15-1.25x; a prefetch of the next plane's lines: 1.02-1.11x."""
+    scratch): 1.15-1.25x; a prefetch of the next plane's lines: 1.02-1.11x.  Weights read as
+    broadcast memory operands instead of registers (LLVM hoisted the broadcasts and spilled
+    them): 1.1x; 5x5 split into passes of 3 and 2 kernel rows (15 weights held at a time):
+    1.0-1.2x."""
     NK = KH * KW
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def rows_kernel(x, w, b, out, rows, cols, left, groups, blocks):
+    def rows_kernel(x, w, b, out, rows, cols, top, left, groups, blocks):
         n, c_out, out_h, out_w = out.shape
         h, width = x.shape[2:]
         og = c_out // groups
         xf, of, wf = x.reshape(-1), out.reshape(-1), w.reshape(-1)
         hp, wp = rows.size, cols.size
         vector = VECTOR_BYTES // out.itemsize  # lanes
-        edges = False  # does a border column read the input (a padding mode other than zeros)?
-        for c in range(wp):
-            edges = edges or ((c < left or c >= left + width) and cols[c] >= 0)
+        step = out_w - vector  # P = 2: a row's vectors start at columns 0 and out_w - vector
         tasks = n * groups
         for block in prange(blocks):  # scratch allocated once per block, zeroed once
             scratch = np.zeros(hp * wp, dtype=out.dtype)
             for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
                 ni, g = task // groups, task % groups
                 plane = task * h * width  # one input channel per group: plane number = task
-                for r in range(hp):  # rows the maps send to zero stay zero
-                    source = rows[r]
-                    if source < 0:
-                        continue
-                    s, d = plane + source * width, r * wp
-                    if width >= vector:
-                        for c0 in range(0, width, vector):
-                            c = min(c0, width - vector)
-                            vstore(scratch, d + left + c, vload(xf, s + c))
-                    else:
-                        for c in range(width):
-                            scratch[d + left + c] = xf[s + c]
-                    for k in range(wp - width if edges else 0):  # the border columns
-                        c = k if k < left else k + width
-                        if cols[c] >= 0:
-                            scratch[d + c] = xf[s + cols[c]]
+                if MAPS:  # every padded row through the maps, the border columns too
+                    for r in range(hp):
+                        s, d = plane + rows[r] * width, r * wp + left
+                        _copy_row(xf, s, scratch, d, width, vector)
+                        for k in range(wp - width):
+                            c = k if k < left else k + width
+                            if cols[c] >= 0:
+                                scratch[d - left + c] = xf[s + cols[c]]
+                else:  # the interior: padded rows [top, top + h) are the input's
+                    for r in range(h):
+                        _copy_row(xf, plane + r * width, scratch, (r + top) * wp + left, width,
+                                  vector)
                 for co in range(g * og, (g + 1) * og):
                     weights, bias = splat_pack(wf, co * NK, NK), b[co]
                     o0 = (ni * c_out + co) * out_h * out_w
                     for r0 in range(0, out_h, R):
                         r = min(r0, out_h - R)
-                        for c0 in range(0, out_w, vector):
-                            c = min(c0, out_w - vector)
-                            rows_block(weights, bias, scratch, r * wp + c, wp,
-                                       of, o0 + r * out_w + c, out_w, KH, KW, R)
+                        if P == 2:
+                            rows_block(weights, bias, scratch, r * wp, wp,
+                                       of, o0 + r * out_w, out_w, step, KH, KW, R, P)
+                        else:
+                            for c0 in range(0, out_w, vector):
+                                c = min(c0, out_w - vector)
+                                rows_block(weights, bias, scratch, r * wp + c, wp,
+                                           of, o0 + r * out_w + c, out_w, 0, KH, KW, R, P)
 
     return parallel_kernel(rows_kernel)
+
+
+@njit(inline="always")
+def _copy_row(xf, s, scratch, d, width, vector):
+    """scratch[d : d + width] = xf[s : s + width], by whole vectors where the row has one."""
+    if width >= vector:
+        for c0 in range(0, width, vector):
+            c = min(c0, width - vector)
+            vstore(scratch, d + c, vload(xf, s + c))
+    else:
+        for c in range(width):
+            scratch[d + c] = xf[s + c]
 
 
 @lru_cache(maxsize=None)

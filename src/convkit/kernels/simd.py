@@ -14,10 +14,10 @@ directly:
 ``splat_pack(a, start, count)``
     ``count`` vectors, each one element of ``a[start : start + count]`` broadcast to every
     lane, held as one SSA value (a kernel's weights, kept in registers for a whole plane);
-``rows_block(pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R)``
-    ``R`` output rows' vectors of a stride-1 ``KH x KW`` correlation (see its docstring),
-    straight-line code: ``(R + KH - 1) * KW`` input loads for ``R * KH * KW`` multiply-adds
-    (direct.py's depthwise ``_rows`` kernel);
+``rows_block(pack, bias, src, s0, pitch, dst, d0, opitch, cstep, KH, KW, R, P)``
+    ``R`` output rows by ``P`` vectors of a stride-1 ``KH x KW`` correlation (see its
+    docstring), straight-line code: ``(R + KH - 1) * KW * P`` input loads for
+    ``R * KH * KW * P`` multiply-adds (direct.py's depthwise ``_rows`` kernel);
 ``channel_sums``, ``tap_row``, ``store_sums``
     a block of ``OB`` output channels x ``P`` vectors of pixels: its sums started at the
     biases, one kernel row of taps added (``P`` loads and ``OB`` broadcast weights for
@@ -186,20 +186,23 @@ def splat_pack(typingctx, a, start, count):
 
 
 @intrinsic
-def rows_block(typingctx, pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R):
-    """Store ``R`` output rows' vectors of a stride-1 correlation::
+def rows_block(typingctx, pack, bias, src, s0, pitch, dst, d0, opitch, cstep, KH, KW, R, P):
+    """Store ``R`` output rows by ``P`` vectors (``cstep`` columns apart) of a stride-1
+    correlation::
 
-        dst[d0 + r*opitch + t] = bias + sum(pack[i*KW + j] * src[s0 + (r + i)*pitch + j + t])
+        dst[d0 + r*opitch + p*cstep + t] =
+            bias + sum(pack[i*KW + j] * src[s0 + (r + i)*pitch + p*cstep + j + t])
 
-    for ``r < R``, ``i < KH``, ``j < KW``, every lane ``t``; ``pack`` holds the ``KH*KW``
-    weights (``splat_pack``).  Input row ``s0 + q*pitch`` feeds output rows ``q - i`` for every
-    kernel row ``i``, so each of its ``KW`` loaded vectors serves up to ``min(R, KH)``
-    multiply-adds: ``(R + KH - 1) * KW`` loads for ``R * KH * KW`` multiply-adds, the ``R``
-    sums held in registers beside the weights.  ``KH``, ``KW``, ``R`` are compile-time
-    constants."""
-    if not _literal_ints(KH, KW, R):
+    for ``r < R``, ``p < P``, ``i < KH``, ``j < KW``, every lane ``t``; ``pack`` holds the
+    ``KH*KW`` weights (``splat_pack``).  Input row ``s0 + q*pitch`` feeds output rows ``q - i``
+    for every kernel row ``i``, so each of its ``KW * P`` loaded vectors serves up to
+    ``min(R, KH)`` multiply-adds: ``(R + KH - 1) * KW * P`` loads for ``R * KH * KW * P``
+    multiply-adds, the ``R * P`` sums held in registers beside the weights (``R * P``
+    independent chains of multiply-adds: eight keep both FMA units of a core busy through
+    their latency).  ``KH``, ``KW``, ``R``, ``P`` are compile-time constants."""
+    if not _literal_ints(KH, KW, R, P):
         return None
-    kh, kw, rr = KH.literal_value, KW.literal_value, R.literal_value
+    kh, kw, rr, pp = KH.literal_value, KW.literal_value, R.literal_value, P.literal_value
     dtype = pack.dtype
 
     def codegen(context, builder, sig, args):
@@ -207,22 +210,27 @@ def rows_block(typingctx, pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R
         vt = context.get_value_type(sig.args[0]).element
         src_data = _data(context, builder, sig.args[2], args[2])
         dst_data = _data(context, builder, sig.args[5], args[5])
-        s, step, d, ostep = (_index(context, builder, args[k], sig.args[k]) for k in (3, 4, 6, 7))
+        s, step, d, ostep, cs = (_index(context, builder, args[k], sig.args[k])
+                                 for k in (3, 4, 6, 7, 8))
+        columns = [builder.mul(cs, cs.type(p)) for p in range(pp)]
         total = _splat(builder, vt, context.cast(builder, b, sig.args[1], dtype))
-        sums = [total] * rr
+        sums = [[total] * pp for _ in range(rr)]
         for q in range(rr + kh - 1):
             row = builder.add(s, builder.mul(step, step.type(q)))
             for j in range(kw):
-                v = builder.load(_at(builder, src_data, builder.add(row, row.type(j)), vt),
-                                 align=1)
-                for r in range(max(0, q - kh + 1), min(rr, q + 1)):
-                    weight = builder.extract_value(weights, (q - r) * kw + j)
-                    sums[r] = _fma(builder, weight, v, sums[r])
+                for p in range(pp):
+                    at = builder.add(builder.add(row, row.type(j)), columns[p])
+                    v = builder.load(_at(builder, src_data, at, vt), align=1)
+                    for r in range(max(0, q - kh + 1), min(rr, q + 1)):
+                        weight = builder.extract_value(weights, (q - r) * kw + j)
+                        sums[r][p] = _fma(builder, weight, v, sums[r][p])
         for r in range(rr):
-            at = _at(builder, dst_data, builder.add(d, builder.mul(ostep, ostep.type(r))), vt)
-            builder.store(sums[r], at, align=1)
+            row = builder.add(d, builder.mul(ostep, ostep.type(r)))
+            for p in range(pp):
+                at = _at(builder, dst_data, builder.add(row, columns[p]), vt)
+                builder.store(sums[r][p], at, align=1)
         return context.get_dummy_value()
-    return types.none(pack, bias, src, s0, pitch, dst, d0, opitch, KH, KW, R), codegen
+    return types.none(pack, bias, src, s0, pitch, dst, d0, opitch, cstep, KH, KW, R, P), codegen
 
 
 @intrinsic
