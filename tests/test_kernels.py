@@ -570,6 +570,9 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(x, w, padding=1, groups=2)\n"
             "convkit.conv2d(x, w, padding=1, groups=2, padding_mode='reflect')\n"
             "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
+            " groups=2)\n"
+            "x, w = np.ones((1, 32, 9, 9), np.float32), np.ones((8, 16, 3, 3), np.float32)\n"
+            "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
             " groups=2)\n")
     env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
@@ -584,6 +587,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
         assert f"winograd_transforms.{kernel}" in log, kernel
     for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",
                    "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad",
+                   "_channels.locals.channels_kernel",
                    "stem._kernel.locals.stem_kernel", "_blocked.locals.blocked_kernel"):
         assert kernel in log, kernel
     assert "data loaded from" in log

@@ -226,15 +226,17 @@ def test_grouped_gradients_against_torch(cg, og, k, pad, mode, dtype):
         assert_close(mine, theirs, dtype)
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=40)
 @given(cg=st.integers(5, 32), og=st.integers(1, 9), k=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
        d=st.integers(1, 2), pad=st.integers(0, 2), asym=st.booleans(),
        mode=st.sampled_from(MODES), n=st.integers(1, 3), stage=st.sampled_from([1, 512 << 10]),
-       dtype=st.sampled_from(DTYPES))
-def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, dtype):
-    """grouped_grad: samples side by side (one or several per chunk, the last chunk
-    shorter), the bias gradient summed on the way."""
-    from convkit.kernels import backward, grouped_grad
+       dtype=st.sampled_from(DTYPES), kind=st.sampled_from(["flat", "channels"]))
+def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, dtype, kind):
+    """grouped_grad, both layouts: ``flat`` with the samples side by side, ``channels`` with
+    the input staged channels-last (one sample or several per chunk, the last chunk shorter;
+    the last block of output channels moved back over the one before), the bias gradient
+    summed on the way."""
+    from convkit.kernels import grouped_grad
     rng = np.random.default_rng(cg + 3 * og + pad)
     x = rng.standard_normal((n, 2 * cg, 7, 9)).astype(dtype)
     w = rng.standard_normal((2 * og, cg, *k)).astype(dtype)
@@ -244,15 +246,27 @@ def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, 
         problem = problem_of(x.shape, w.shape, dtype, **conv)
     except ValueError:
         return
-    if backward._pointwise(problem):
-        return  # 1x1 without padding: batched products, not this kernel
+    assert grouped_grad.supports(problem)
     go = rng.standard_normal((n, 2 * og, problem.out_h, problem.out_w))
     old, grouped_grad.STAGE_BYTES = grouped_grad.STAGE_BYTES, stage
     try:
-        got, bias = backward.weight_and_bias_gradients(go.astype(dtype), x, problem)
+        got, bias = grouped_grad.weight_and_bias_gradients(go.astype(dtype), x, problem, kind)
     finally:
         grouped_grad.STAGE_BYTES = old
     assert got.dtype == bias.dtype == dtype
     _, grad_w, grad_b = torch_conv2d_grads(go, x, w, **conv)
     assert_close(got, grad_w, dtype)
     assert_close(bias, grad_b, dtype)
+
+
+def test_weight_gradient_layout_fills_vectors():
+    """``channels`` where a group's input channels fill at least 3/4 of their vectors."""
+    from convkit.kernels import grouped_grad
+    lanes = simd.lanes(np.dtype(np.float32))
+
+    def layout(cg, k=3, dtype=np.float32):
+        return grouped_grad.layout(problem_of((1, 2 * cg, 9, 9), (4, cg, k, k), dtype,
+                                              padding=1, groups=2))
+    assert [layout(lanes), layout(lanes * 3 // 4), layout(lanes * 3 // 4 - 1), layout(2 * lanes),
+            layout(lanes + 1), layout(lanes // 2, dtype=np.float64)] == [
+        "channels", "channels", "flat", "channels", "flat", "channels"]

@@ -4,8 +4,8 @@ import pytest
 from numba import njit
 
 from convkit.kernels import simd
-from convkit.kernels.simd import (channel_sums, rows_block, splat_pack, store_sums, tap_row,
-                                  vload, vstore)
+from convkit.kernels.simd import (channel_sums, outer_taps, rows_block, splat_pack, store_sums,
+                                  tap_row, vload, vstore, zero_sums)
 
 DTYPES = [np.float32, np.float64]
 
@@ -106,3 +106,36 @@ def test_tap_rows_sum_two_channels_over_three_vectors(copy_stride, dtype):
         got = dst[7 + o * size:7 + o * size + 3 * n]
         np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                    atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def _outer_block(OB, KW, CV):
+    COUNT, P = OB * KW * CV, KW * CV
+
+    @njit
+    def block(xs, g, dst, positions, x_step, tap_stride, g_step):
+        sums = zero_sums(xs, COUNT)
+        for t in range(positions):
+            sums = outer_taps(sums, xs, t * x_step, tap_stride, g, 3 + t, g_step, OB, KW, CV)
+        store_sums(sums, dst, 0, P * (dst.size // COUNT), OB, P)
+    return block
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ob, kw, cv", [(3, 2, 1), (2, 3, 2)])
+def test_outer_taps_sums_outer_products_over_pixels(dtype, ob, kw, cv):
+    """sums[o, j, v] = sum over pixels t of g[3 + t + o*g_step] * xs[t*x_step + j*tap + v*lanes:]"""
+    rng = np.random.default_rng(2)
+    n = lanes(dtype)
+    positions, x_step, tap, g_step = 5, cv * n, 3 * cv * n, 11
+    xs = rng.standard_normal(positions * x_step + kw * tap).astype(dtype)
+    g = rng.standard_normal(3 + positions + ob * g_step).astype(dtype)
+    dst = np.full(ob * kw * cv * n, np.nan, dtype=dtype)
+    _outer_block(ob, kw, cv)(xs, g, dst, positions, x_step, tap, g_step)
+    want = np.zeros((ob, kw, cv * n))
+    for t in range(positions):
+        for o in range(ob):
+            for j in range(kw):
+                start = t * x_step + j * tap
+                want[o, j] += g[3 + t + o * g_step] * xs[start:start + cv * n]
+    np.testing.assert_allclose(dst.reshape(ob, kw, cv * n), want,
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)

@@ -19,9 +19,11 @@ Routes, first match wins (the same for both gradients where it applies):
     padding, adding a reflected or wrapped border onto the pixel it copies) is fused, and
     a stride needs no zero-stuffed input.
 ``weight_and_bias_gradients`` correlation of the input with grad_output.
-    Grouped at stride 1 with 5-32 channels per group: ``grouped_grad`` (the samples laid
-    side by side, so each tap is one dot product over the whole batch, 4x4 channel blocks,
-    the bias gradient summed on the way).
+    Grouped at stride 1 with 5-32 channels per group: ``grouped_grad`` (where the group's
+    channels fill their vectors, the input staged channels-last and one outer product per
+    output pixel into register-held sums; else the samples laid side by side, so each tap
+    is one dot product over the whole batch, 4x4 channel blocks; the bias gradient summed
+    on the way).
     Other grouped at stride 1, and small groups at any stride: long dot products over flat
     padded planes split into stride phases, register-blocked (4x4 channels, or 4 taps);
     with zero padding that keeps the width (depthwise 'same'), on the output gradient in

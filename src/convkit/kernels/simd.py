@@ -318,3 +318,58 @@ def store_sums(typingctx, sums, dst, d0, ostride, OB, P):
                               _at(builder, data, at, vt), align=1)
         return context.get_dummy_value()
     return types.none(sums, dst, d0, ostride, OB, P), codegen
+
+
+@intrinsic
+def zero_sums(typingctx, a, COUNT):
+    """``COUNT`` vectors of zeros in the element type of the array ``a``."""
+    if not _literal_ints(COUNT):
+        return None
+    vector = _vector_of(a.dtype)
+    pack = VectorPack(a.dtype, vector.lanes, COUNT.literal_value)
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(vector)
+        value = ir.Constant(context.get_value_type(pack), ir.Undefined)
+        for k in range(pack.count):
+            value = builder.insert_value(value, ir.Constant(vt, None), k)
+        return value
+    return pack(a, COUNT), codegen
+
+
+@intrinsic
+def outer_taps(typingctx, sums, xs, x0, tap_stride, g, g0, gstride, OB, KW, CV):
+    """``sums`` (``OB * KW * CV`` vectors, ``zero_sums``) plus one output pixel's outer
+    product of ``OB`` output-gradient values and ``KW`` taps of ``CV`` channel vectors,
+    returned::
+
+        sums[(o*KW + j)*CV + v] += g[g0 + o*gstride] * xs[x0 + j*tap_stride + v*lanes + t]
+
+    for ``o < OB``, ``j < KW``, ``v < CV``, every lane ``t`` (grouped_grad's weight gradient:
+    ``xs`` holds the input channels-last, a pixel's channels one run of vectors).  ``KW * CV``
+    vector loads and ``OB`` broadcasts for ``OB * KW * CV`` multiply-adds."""
+    if not _literal_ints(OB, KW, CV):
+        return None
+    ob, kw, cv = OB.literal_value, KW.literal_value, CV.literal_value
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        vt = context.get_value_type(sig.args[0]).element
+        xs_data = _data(context, builder, sig.args[1], args[1])
+        g_data = _data(context, builder, sig.args[4], args[4])
+        x0, step, g0, gstep = (_index(context, builder, args[k], sig.args[k])
+                               for k in (2, 3, 5, 6))
+        grads = [_broadcast(builder, vt, g_data, builder.add(g0, builder.mul(gstep, gstep.type(o))))
+                 for o in range(ob)]
+        for j in range(kw):
+            at = builder.add(x0, builder.mul(step, step.type(j)))
+            for v in range(cv):
+                x = builder.load(_at(builder, xs_data, builder.add(at, at.type(v * vt.count)), vt),
+                                 align=1)
+                for o in range(ob):
+                    k = (o * kw + j) * cv + v
+                    value = builder.insert_value(
+                        value, _fma(builder, grads[o], x, builder.extract_value(value, k)), k)
+        return value
+    return sums(sums, xs, x0, tap_stride, g, g0, gstride, OB, KW, CV), codegen
+
