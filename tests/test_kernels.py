@@ -592,3 +592,21 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
         assert kernel in log, kernel
     assert "data loaded from" in log
     assert "data saved" not in log, "a kernel was compiled again in a fresh process"
+
+
+def test_problems_are_remembered_per_shape_and_settings():
+    """conv2d resolves a layer's settings once per shape (Problem.cached): the same problem
+    as resolving afresh, a different one for other shapes, and a failed resolution raises
+    again rather than being remembered."""
+    settings = spec.parse_settings(padding="same", groups=2, dilation=2)
+    dtype = np.dtype(np.float32)
+    first = kernels.Problem.cached((1, 4, 9, 11), (6, 2, 3, 3), settings, dtype)
+    assert first == problem_of((1, 4, 9, 11), (6, 2, 3, 3), padding="same", groups=2,
+                               dilation=2)
+    assert kernels.Problem.cached((1, 4, 9, 11), (6, 2, 3, 3), settings, dtype) is first
+    other = kernels.Problem.cached((1, 4, 10, 11), (6, 2, 3, 3), settings, dtype)
+    assert (other.h, other.out_h, other.spec.pads) == (10, 10, ((2, 2), (2, 2)))
+    valid = spec.parse_settings(groups=2)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            kernels.Problem.cached((1, 4, 2, 2), (6, 2, 3, 3), valid, dtype)

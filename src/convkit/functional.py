@@ -56,8 +56,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 def _conv2d(input, weight, bias, settings: ConvSettings, out=None) -> np.ndarray:
     x, w, b, out_dtype, unbatched = _tidy_arrays(input, weight, bias, settings.groups)
-    spec = settings.resolve(w.shape[2:], x.shape[2:])
-    problem = kernels.Problem.of(x.shape, w.shape, spec, x.dtype)
+    problem = kernels.Problem.cached(x.shape, w.shape, settings, x.dtype)
     target = output_target(out, (problem.n, problem.c_out, problem.out_h, problem.out_w),
                            out_dtype, problem.dtype, unbatched,
                            input=(input, x), weight=(weight, w), bias=(bias, b))

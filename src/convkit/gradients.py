@@ -44,8 +44,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
 
 def _conv2d_backward(grad_output, input, weight, settings: ConvSettings):
     x, w, _, out_dtype, unbatched = _tidy_arrays(input, weight, None, settings.groups)
-    spec = settings.resolve(w.shape[2:], x.shape[2:])
-    problem = kernels.Problem.of(x.shape, w.shape, spec, x.dtype)
+    problem = kernels.Problem.cached(x.shape, w.shape, settings, x.dtype)
     go = _tidy_grad_output(grad_output, problem, unbatched, out_dtype)
     grad_input = backward.input_gradient(go, w, problem)
     grad_weight, grad_bias = backward.weight_and_bias_gradients(go, x, problem)

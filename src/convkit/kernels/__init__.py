@@ -27,6 +27,10 @@ prefer_wide_vectors()  # before the first kernel module builds Numba's CPU targe
 from . import direct, gemm, grouped, reference, stem, winograd  # noqa: E402
 
 
+PROBLEMS_KEPT = 1024  # Problem.cached's memory: cleared when full
+_PROBLEMS: dict = {}
+
+
 @dataclass(frozen=True)
 class Problem:
     """Shapes of one convolution call plus its resolved spec."""
@@ -49,6 +53,21 @@ class Problem:
         c_out, _, kh, kw = w_shape
         out_h, out_w = spec.output_size((h, w), (kh, kw))
         return cls(n, c_in, h, w, c_out, kh, kw, out_h, out_w, spec, np.dtype(dtype))
+
+    @classmethod
+    def cached(cls, x_shape, w_shape, settings, dtype) -> "Problem":
+        """``Problem.of`` for ``settings`` (a :class:`~convkit.spec.ConvSettings`) resolved on
+        these shapes, remembered: a layer called in a loop pays the resolution once (its
+        checks raise as ``ConvSettings.resolve`` does; failures are not remembered)."""
+        key = (x_shape, w_shape, settings, dtype)
+        problem = _PROBLEMS.get(key)
+        if problem is None:
+            spec = settings.resolve(w_shape[2:], x_shape[2:])
+            problem = cls.of(x_shape, w_shape, spec, dtype)
+            if len(_PROBLEMS) >= PROBLEMS_KEPT:
+                _PROBLEMS.clear()
+            _PROBLEMS[key] = problem
+        return problem
 
     def index_maps(self):
         """(row map, column map) of the padded input: for every padded row / column, the
