@@ -230,13 +230,14 @@ def test_direct_masked_against_reference(og, groups, k, d, h, w, left_share, row
 
 
 @given(og=st.integers(1, 3), groups=st.integers(2, 4), k=st.sampled_from([3, 5, 7]),
-       h=st.integers(4, 14), w=st.integers(8, 40), pads=st.tuples(*[st.integers(0, 4)] * 4),
+       h=st.integers(4, 14), w=st.integers(8, 68), pads=st.tuples(*[st.integers(0, 4)] * 4),
        mode=st.sampled_from(MODES), n=st.integers(1, 3),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_direct_rows_against_reference(og, groups, k, h, w, pads, mode, n, dtype):
     """Depthwise stride 1 on output rows at least a vector wide, any padding and mode: the
-    register-blocked rows kernel (simd.rows_block), its last vector of a row and its last
-    block of rows moved back to end at the plane's edge, the border through the maps."""
+    register-blocked rows kernel (simd.rows_block), one, two or four vectors a block, its
+    last vector of a row and its last block of rows moved back to end at the plane's edge,
+    the border through the maps."""
     rng = np.random.default_rng(og + 5 * h + 17 * w + 31 * k)
     x = rng.standard_normal((n, groups, h, w)).astype(dtype)
     weight = rng.standard_normal((og * groups, 1, k, k)).astype(dtype)
@@ -262,6 +263,18 @@ def test_direct_rows_needs_a_vector_of_output_columns_and_four_rows():
             path(64, 3, stride=2)] == [
         "rows", "masked", "rows", "masked", "rows", "masked", "rows", "specialised",
         "specialised", "stride2"]
+
+
+def test_direct_rows_blocks_hold_two_or_four_vectors_of_a_row():
+    """``P``: the whole row in one block up to two vectors, two pairs from three to four,
+    else one vector a block."""
+    lanes = simd.lanes(np.dtype(np.float32))
+
+    def vectors(out_w):
+        return direct.row_vectors(problem_of((1, 8, 9, out_w + 4), (8, 1, 5, 5), groups=8))
+    assert [vectors(w) for w in (lanes, lanes + 1, 2 * lanes, 2 * lanes + 1, 3 * lanes,
+                                 3 * lanes + 1, 4 * lanes, 4 * lanes + 1)] == [
+        1, 2, 2, 1, 1, 4, 4, 1]
 
 
 def test_direct_masked_only_on_short_rows_within_its_scratch_budget():

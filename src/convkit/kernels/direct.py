@@ -164,7 +164,7 @@ def run(x, w, b, p, out=None):
     kind = path(p)
     if kind == "rows":
         blocks = parallel_blocks(p.n * spec.groups)
-        vectors = 2 if p.out_w > lanes(p.dtype) and p.out_w <= 2 * lanes(p.dtype) else 1
+        vectors = row_vectors(p)
         _rows(p.kh, p.kw, BLOCK_ROWS, vectors, not _zero_padded(p))(
             x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
     elif kind == "masked":
@@ -184,6 +184,14 @@ def run(x, w, b, p, out=None):
     else:
         _any_geometry(x, w, bias, out, rows, cols, sh, sw, dh, dw, spec.groups)
     return out
+
+
+def row_vectors(p) -> int:
+    """``_rows``'s ``P``: 2 on output rows of more than one vector and at most two (one
+    block holds the row), 4 on rows of more than three and at most four (two pairs), else
+    1 (three vectors as two pairs would add a fourth: 1.15x the time)."""
+    vectors = -(-p.out_w // lanes(p.dtype))
+    return vectors if vectors in (2, 4) else 1
 
 
 def parallel_blocks(tasks: int) -> int:
@@ -503,9 +511,11 @@ def _rows(KH, KW, R, P, MAPS):
     blocks nothing; row pairs written in Numba were not vectorised).  ``P = 2`` serves rows
     of more than one vector and at most two (28 float32 pixels: EfficientNet's and
     MobileNet's 28x28 stages): the row's two vectors, columns 0-15 and 12-27, in one block --
-    eight chains of multiply-adds, so both FMA units stay busy through their latency.  With
-    ``P = 1`` a row's vectors start every ``lanes`` columns, the last one moved back to end at
-    the row's end.  The last block of rows is likewise moved up; so no remainder loop, no
+    eight chains of multiply-adds, so both FMA units stay busy through their latency;
+    ``P = 4``, rows of three to four vectors (28 float64, 56 float32 pixels), two such
+    pairs, the second ending at the row's end (``row_vectors`` picks).  With ``P = 1`` a
+    row's vectors start every ``lanes`` columns, the last one moved back to end at the
+    row's end.  The last block of rows is likewise moved up; so no remainder loop, no
     masks, and every store lands inside the output plane, straight into the output.
 
     Emerald Rapids, 2 threads, kernels alone, interleaved, float32 batch 8, against the kernel
@@ -517,13 +527,15 @@ def _rows(KH, KW, R, P, MAPS):
     reflect padding 0.69-0.72x.  Then, against that first version (one vector a block, every
     row copied through the row map): the copy of the interior without the map 0.85-0.90x
     (effnet), and ``P = 2`` with it 0.73-0.75x (effnet), 0.69x (3x3 on 28x28), 0.73-0.79x
-    (5x5 on 20x20), 0.82x (5x5 on 32x32).  Losses, hence ``path``'s rules: 3x3 on 16x16
+    (5x5 on 20x20), 0.82x (5x5 on 32x32); ``P = 4`` 0.88-0.97x (float64 5x5 on 28x28),
+    0.98x (3x3 on 56x56).  Losses, hence ``path``'s rules: 3x3 on 16x16
     1.19x and 20x20 1.26x (two vectors for 20 columns; ``_masked``'s one flat loop wastes no
     lanes); rows narrower than a vector, stored through a lane mask, 1.15-1.9x on 7x7 and
     14x14 planes (a 7x7 plane fills 7 of 16 lanes a row, 49 of 64 flat).  ``R``: 4; 6 and 8
     the same speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4); with ``P = 2``,
-    7 the same as 4.  ``P = 2`` on wider rows (pairs of vectors in a loop) lost its gain
-    (0.84x against 0.74x on effnet: LLVM then spills more of the weights and sums).
+    7 the same as 4.  Pairs of vectors in a loop over any row lost the gain (0.84x against
+    0.74x on effnet: LLVM then spills more of the weights and sums), hence two shapes.
+    ``R`` 6 or 8 on float64: 1.02-1.10x.
 
     Tried to hide the plane copy (a fifth of effnet's time), none kept, interleaved against
     this kernel: no copy at all, zero padding read in place through masked loads (lanes
@@ -570,6 +582,12 @@ def _rows(KH, KW, R, P, MAPS):
                         if P == 2:
                             rows_block(weights, bias, scratch, r * wp, wp,
                                        of, o0 + r * out_w, out_w, step, KH, KW, R, P)
+                        elif P == 4:  # two pairs: vectors 0, 1 and the last two
+                            rows_block(weights, bias, scratch, r * wp, wp,
+                                       of, o0 + r * out_w, out_w, vector, KH, KW, R, 2)
+                            c = out_w - 2 * vector
+                            rows_block(weights, bias, scratch, r * wp + c, wp,
+                                       of, o0 + r * out_w + c, out_w, vector, KH, KW, R, 2)
                         else:
                             for c0 in range(0, out_w, vector):
                                 c = min(c0, out_w - vector)
