@@ -235,7 +235,7 @@ def test_direct_masked_against_reference(og, groups, k, d, h, w, left_share, row
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_direct_rows_against_reference(og, groups, k, h, w, pads, mode, n, dtype):
     """Depthwise stride 1 on output rows at least a vector wide, any padding and mode: the
-    register-blocked rows kernel (simd.rows_block), one, two or four vectors a block, its
+    register-blocked rows kernel (simd.rows_block), one vector or a row's pairs a block, its
     last vector of a row and its last block of rows moved back to end at the plane's edge,
     the border through the maps."""
     rng = np.random.default_rng(og + 5 * h + 17 * w + 31 * k)
@@ -265,16 +265,16 @@ def test_direct_rows_needs_a_vector_of_output_columns_and_four_rows():
         "specialised", "stride2"]
 
 
-def test_direct_rows_blocks_hold_two_or_four_vectors_of_a_row():
-    """``P``: the whole row in one block up to two vectors, two pairs from three to four,
-    else one vector a block."""
+def test_direct_rows_unrolls_rows_of_two_to_eight_vectors():
+    """``P``: a row's vectors from 2 to ``ROW_VECTORS`` (blocks unrolled), else one vector a
+    block in a loop."""
     lanes = simd.lanes(np.dtype(np.float32))
 
     def vectors(out_w):
         return direct.row_vectors(problem_of((1, 8, 9, out_w + 4), (8, 1, 5, 5), groups=8))
-    assert [vectors(w) for w in (lanes, lanes + 1, 2 * lanes, 2 * lanes + 1, 3 * lanes,
-                                 3 * lanes + 1, 4 * lanes, 4 * lanes + 1)] == [
-        1, 2, 2, 1, 1, 4, 4, 1]
+    assert direct.ROW_VECTORS == 8
+    assert [vectors(w) for w in (lanes, lanes + 1, 2 * lanes, 2 * lanes + 1, 4 * lanes + 1,
+                                 8 * lanes, 8 * lanes + 1)] == [1, 2, 2, 3, 5, 8, 1]
 
 
 def test_direct_masked_only_on_short_rows_within_its_scratch_budget():

@@ -81,6 +81,8 @@ STACKED_BYTES = 96 << 10
 # _rows computes this many output rows per register block (see _rows for the measurements):
 # with 5x5's 25 weights in vector registers, four sums and a loaded vector fill 30 of 32.
 BLOCK_ROWS = 4
+# ... and unrolls the blocks of output rows up to this many vectors (see row_vectors).
+ROW_VECTORS = 8
 
 
 def supports(problem) -> bool:
@@ -187,11 +189,11 @@ def run(x, w, b, p, out=None):
 
 
 def row_vectors(p) -> int:
-    """``_rows``'s ``P``: 2 on output rows of more than one vector and at most two (one
-    block holds the row), 4 on rows of more than three and at most four (two pairs), else
-    1 (three vectors as two pairs would add a fourth: 1.15x the time)."""
+    """``_rows``'s ``P``: the vectors of an output row, from 2 to ``ROW_VECTORS`` (the row's
+    blocks unrolled in the kernel, a kernel per count); 1 (a loop over the row's vectors) on
+    rows of one vector or more than ``ROW_VECTORS``."""
     vectors = -(-p.out_w // lanes(p.dtype))
-    return vectors if vectors in (2, 4) else 1
+    return vectors if 2 <= vectors <= ROW_VECTORS else 1
 
 
 def parallel_blocks(tasks: int) -> int:
@@ -504,19 +506,20 @@ def _rows(KH, KW, R, P, MAPS):
     Each input plane is copied once into a padded scratch plane: its interior by whole
     vectors, and with ``MAPS`` (a padding mode that reads the input: reflect, replicate,
     circular) the border through the index maps; with zero padding the border is zeroed once
-    per parallel block and stays so.  Then every block of ``R`` output rows by ``P`` vectors
-    of columns is one ``simd.rows_block``: each loaded input vector feeds the sums of every
+    per parallel block and stays so.  Then every block of ``R`` output rows by one or two
+    vectors of columns is one ``simd.rows_block``: each loaded input vector feeds the sums of every
     output row it touches, ``(R + kH - 1) * kW`` loads for ``R * kH * kW`` multiply-adds per
     vector, against one load per multiply-add in the other kernels here (LLVM's vectoriser
     blocks nothing; row pairs written in Numba were not vectorised).  ``P = 2`` serves rows
     of more than one vector and at most two (28 float32 pixels: EfficientNet's and
     MobileNet's 28x28 stages): the row's two vectors, columns 0-15 and 12-27, in one block --
     eight chains of multiply-adds, so both FMA units stay busy through their latency;
-    ``P = 4``, rows of three to four vectors (28 float64, 56 float32 pixels), two such
-    pairs, the second ending at the row's end (``row_vectors`` picks).  With ``P = 1`` a
-    row's vectors start every ``lanes`` columns, the last one moved back to end at the
-    row's end.  The last block of rows is likewise moved up; so no remainder loop, no
-    masks, and every store lands inside the output plane, straight into the output.
+    ``P`` from 3 up (the row's vectors, ``row_vectors``), ``P // 2`` such pairs, unrolled,
+    the last ending at the row's end, and one vector more where ``P`` is odd.  With
+    ``P = 1`` (one vector, or very long rows) a row's vectors start every ``lanes``
+    columns, the last one moved back to end at the row's end.  The last block of rows is
+    likewise moved up; so no remainder loop, no masks, and every store lands inside the
+    output plane, straight into the output.
 
     Emerald Rapids, 2 threads, kernels alone, interleaved, float32 batch 8, against the kernel
     each layer ran on before: effnet 5x5 on 28x28 0.70-0.72x the time (``_masked``), 5x5 on
@@ -527,14 +530,16 @@ def _rows(KH, KW, R, P, MAPS):
     reflect padding 0.69-0.72x.  Then, against that first version (one vector a block, every
     row copied through the row map): the copy of the interior without the map 0.85-0.90x
     (effnet), and ``P = 2`` with it 0.73-0.75x (effnet), 0.69x (3x3 on 28x28), 0.73-0.79x
-    (5x5 on 20x20), 0.82x (5x5 on 32x32); ``P = 4`` 0.88-0.97x (float64 5x5 on 28x28),
-    0.98x (3x3 on 56x56).  Losses, hence ``path``'s rules: 3x3 on 16x16
+    (5x5 on 20x20), 0.82x (5x5 on 32x32); pairs on longer rows 0.90-0.97x (float64 5x5
+    on 28x28, P = 4), 0.93-0.96x (float64 3x3 on 56x56, P = 7), 0.91-0.94x (3x3 on 48x48,
+    P = 3), 0.98x (3x3 on 56x56 and 112x112).  Losses, hence ``path``'s rules: 3x3 on 16x16
     1.19x and 20x20 1.26x (two vectors for 20 columns; ``_masked``'s one flat loop wastes no
     lanes); rows narrower than a vector, stored through a lane mask, 1.15-1.9x on 7x7 and
     14x14 planes (a 7x7 plane fills 7 of 16 lanes a row, 49 of 64 flat).  ``R``: 4; 6 and 8
     the same speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4); with ``P = 2``,
-    7 the same as 4.  Pairs of vectors in a loop over any row lost the gain (0.84x against
-    0.74x on effnet: LLVM then spills more of the weights and sums), hence two shapes.
+    7 the same as 4.  Pairs of vectors in a loop with a run-time count lost the gain (0.84x
+    against 0.74x on effnet: LLVM then spills more of the weights and sums), hence a kernel
+    per count.
     ``R`` 6 or 8 on float64: 1.02-1.10x.
 
     Tried to hide the plane copy (a fifth of effnet's time), none kept, interleaved against
@@ -582,12 +587,15 @@ def _rows(KH, KW, R, P, MAPS):
                         if P == 2:
                             rows_block(weights, bias, scratch, r * wp, wp,
                                        of, o0 + r * out_w, out_w, step, KH, KW, R, P)
-                        elif P == 4:  # two pairs: vectors 0, 1 and the last two
-                            rows_block(weights, bias, scratch, r * wp, wp,
-                                       of, o0 + r * out_w, out_w, vector, KH, KW, R, 2)
-                            c = out_w - 2 * vector
-                            rows_block(weights, bias, scratch, r * wp + c, wp,
-                                       of, o0 + r * out_w + c, out_w, vector, KH, KW, R, 2)
+                        elif P > 2:  # P // 2 pairs (the last ending at the row's end)
+                            for k in range(P // 2):
+                                c = min(2 * k * vector, out_w - 2 * vector)
+                                rows_block(weights, bias, scratch, r * wp + c, wp,
+                                           of, o0 + r * out_w + c, out_w, vector, KH, KW, R, 2)
+                            if P % 2:
+                                c = out_w - vector
+                                rows_block(weights, bias, scratch, r * wp + c, wp,
+                                           of, o0 + r * out_w + c, out_w, 0, KH, KW, R, 1)
                         else:
                             for c0 in range(0, out_w, vector):
                                 c = min(c0, out_w - vector)
