@@ -539,8 +539,7 @@ def _rows(KH, KW, R, P, MAPS):
     the same speed, 2 and 3 slower (5x5 on 28x28: 2 took 1.7x the time of 4); with ``P = 2``,
     7 the same as 4.  Pairs of vectors in a loop with a run-time count lost the gain (0.84x
     against 0.74x on effnet: LLVM then spills more of the weights and sums), hence a kernel
-    per count.
-    ``R`` 6 or 8 on float64: 1.02-1.10x.
+    per count.  ``R`` 6 or 8 on float64: 1.02-1.10x.
 
     Tried to hide the plane copy (a fifth of effnet's time), none kept, interleaved against
     this kernel: no copy at all, zero padding read in place through masked loads (lanes

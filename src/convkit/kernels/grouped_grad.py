@@ -12,12 +12,12 @@ the ``kW`` taps of one kernel row (``kW * CV`` vector loads), ``OB * kW * CV`` m
 output pixels are visited), one kernel row per pass.  ResNeXt's deep stage (14x14, 16
 channels a group, batch 8, kernels alone, interleaved): 0.52x the time of ``flat``; 7x7 with
 32 a group 0.48x; 28x28 with 8 a group (half the lanes idle) 1.1x, so it stays ``flat``.
-On the deep stage the products take ~1.4 ms of its ~1.9 (near the FMA rate); the rest is
-reading the input and grad_output from memory (staging, the bias sums).  Tried, not kept:
-prefetching the next group's planes during the products, a few lines per output row:
-1.04-1.2x the time.  Winograd F(2x2, 3x3) for these grouped layers (by transform point, a
-batched product per point): its input transform alone took 3.8 ms on the deep stage, the
-products 1.3, where the direct kernels take ~2.
+On the deep stage the products take ~1.4 ms of its ~1.9 (about two thirds of the matrix
+product's peak); the rest is reading the input and grad_output from memory (staging, the
+bias sums).  Tried, not kept: prefetching the next group's planes during the products, a
+few lines per output row: 1.04-1.2x the time.  Winograd F(2x2, 3x3) for these grouped
+layers (by transform point, a batched product per point): its input transform alone took
+3.8 ms on the deep stage, the products 1.3, where the direct kernels take ~2.
 
 ``flat``, below:
 
@@ -64,10 +64,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import numba
 from numba import njit, prange, uint64
 
-from ..spec import PaddingMode
+from .direct import _zero_padded, parallel_blocks
 from .forksafe import parallel_kernel
 from .grouped import pad_plane
 from .simd import VECTOR_BYTES, lanes, outer_taps, store_sums, zero_sums
@@ -230,13 +229,13 @@ def dots_4x4(g0, g1, g2, g3, x0, x1, x2, x3, acc, ob, cb, k, span, zero):
 def _channels_gradients(grad_out, x, p):
     cv = channel_vectors(p)
     ob = max(o for o in (8, 6, 4, 3, 2, 1) if o * p.kw * cv <= SUMS and o <= p.group_out)
-    maps = p.spec.padding_mode is not PaddingMode.ZEROS and any(sum(p.spec.pads, ()))
+    maps = not _zero_padded(p)  # a padding mode that reads the input
     rows, cols = p.index_maps()
     plane = rows.size * cols.size * cv * lanes(p.dtype) * p.dtype.itemsize
     chunk = max(1, min(p.n, STAGE_BYTES // plane))
     grad = np.empty((p.c_out, p.group_in, p.kh, p.kw), dtype=p.dtype)
     bias = np.empty(p.c_out)
-    blocks = min(p.spec.groups, 8 * numba.get_num_threads())
+    blocks = parallel_blocks(p.spec.groups)
     _channels(ob, p.kw, cv, maps)(grad_out, x, grad, bias, rows, cols, p.spec.pads[0][0],
                                   p.spec.pads[1][0], p.spec.groups, *p.spec.dilation, chunk,
                                   blocks)
