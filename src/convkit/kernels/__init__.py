@@ -118,8 +118,8 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               strided or with few outputs per group: memory-bound, so one pass over
 #               each input plane, borders read in place (depthwise stride 1, dilation 1,
 #               output rows at least a vector wide (3x3: 7/4 of one): four rows at a time
-#               in explicit register blocks (simd.py), a row's two vectors in one block
-#               where it has at most two, straight into the output; other
+#               in explicit register blocks (simd.py) of one or two vectors, a row's
+#               vectors in unrolled pairs up to eight, straight into the output; other
 #               depthwise stride 1 with zero "same" padding on planes up to 32 wide, 16 in
 #               float64: straight into the output through masked copies; stride 2
 #               with zero padding on planes up to 32 wide, 56 for kernels from 5x5 up:

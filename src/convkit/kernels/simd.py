@@ -22,7 +22,11 @@ directly:
     a block of ``OB`` output channels x ``P`` vectors of pixels: its sums started at the
     biases, one kernel row of taps added (``P`` loads and ``OB`` broadcast weights for
     ``OB * P`` multiply-adds; the sums carried as a value from call to call, so they stay in
-    registers), stored (stem.py).
+    registers), stored (stem.py);
+``zero_sums``, ``outer_taps``
+    a block of ``OB`` output channels x ``KW`` taps x ``CV`` channel vectors started at zero,
+    one output pixel's outer product added (``KW * CV`` loads and ``OB`` broadcasts for
+    ``OB * KW * CV`` multiply-adds, carried the same way; grouped_grad.py's weight gradient).
 
 A vector is 64 bytes where the CPU has AVX-512, 32 with AVX2, else 16 (``VECTOR_BYTES``, from
 the features Numba compiles for).  LLVM splits a wider vector into native ones, so the code
