@@ -165,6 +165,22 @@ def test_blocked_layout_block_shapes(og, hw, k, conv, block, dtype):
     assert np.array_equal(x, before)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width,tail", [(11 * LANES + 3, 2), (10 * LANES, 0), (14 * LANES, 4)])
+def test_blocked_layout_tail_block(width, tail, dtype):
+    """A plane's pixels past its whole runs of five vectors go in one block of as many vectors
+    as they need (``tail_vectors``; four left over: a four-vector block), against torch."""
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((2, 6, 1, width)).astype(dtype)
+    w = rng.standard_normal((32, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(32).astype(dtype)
+    conv = dict(padding=1, groups=2)
+    problem = problem_of(x.shape, w.shape, np.float32, **conv)
+    assert grouped.block_shape(problem) == (4, 5)
+    assert grouped.tail_vectors(width, 5, np.dtype(np.float32)) == tail
+    assert_close(convkit.conv2d(x, w, b, **conv), torch_conv2d(x, w, b, **conv), dtype)
+
+
 @pytest.mark.parametrize("hw,k,conv,expected", [
     ((14, 14), 3, dict(padding=1), "blocked"),  # ResNeXt's deep stage
     ((7, 32), 3, dict(padding=((1, 1), (0, 2))), "blocked"),  # all the padding on the right

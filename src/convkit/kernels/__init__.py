@@ -111,7 +111,8 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               ShuffleNet's grouped 1x1): too small for BLAS, so a direct loop over flat
 #               planes (grouped.layout): zero-padded "same" planes, and 1x1 read in place,
 #               in explicit-vector register blocks of 4 output channels x 5 vectors of
-#               pixels (or 5 x 4, 8 x 3) over masked copies at the input's pitch, stored
+#               pixels (or 5 x 4, 8 x 3; a plane's last pixels in a block of as many
+#               vectors as they fill) over masked copies at the input's pitch, stored
 #               straight into the output; other paddings an LLVM-vectorised loop over
 #               padded planes, register-blocked over 4 output channels
 #   direct      the other grouped with C_in/groups <= 4: depthwise (any depth multiplier),
