@@ -275,6 +275,28 @@ def test_weight_gradient_against_torch(cg, og, k, d, pad, asym, mode, n, stage, 
     assert_close(bias, grad_b, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("vectors,hw,mode", [(1, (7, 9), "zeros"), (2, (5, 3), "reflect"),
+                                             (1, (1, 1), "zeros")])
+def test_weight_gradient_channels_staged_in_transposed_blocks(vectors, hw, mode, dtype):
+    """Channels filling whole vectors are staged channels-last in blocks of lanes x lanes
+    turned in registers (a plane of 63 or 15 pixels: its last block moved back over the one
+    before; a 1-pixel plane channel by channel), against torch."""
+    from convkit.kernels import grouped_grad
+    cg = vectors * simd.lanes(np.dtype(dtype))
+    rng = np.random.default_rng(cg + hw[0])
+    x = rng.standard_normal((2, 2 * cg, *hw)).astype(dtype)
+    w = rng.standard_normal((6, cg, 3, 3)).astype(dtype)
+    conv = dict(padding=1, groups=2, padding_mode=mode)
+    problem = problem_of(x.shape, w.shape, dtype, **conv)
+    assert grouped_grad.layout(problem) == "channels"
+    go = rng.standard_normal((2, 6, problem.out_h, problem.out_w))
+    got, bias = grouped_grad.weight_and_bias_gradients(go.astype(dtype), x, problem)
+    _, grad_w, grad_b = torch_conv2d_grads(go, x, w, **conv)
+    assert_close(got, grad_w, dtype)
+    assert_close(bias, grad_b, dtype)
+
+
 def test_weight_gradient_layout_fills_vectors():
     """``channels`` where a group's input channels fill at least 3/4 of their vectors."""
     from convkit.kernels import grouped_grad

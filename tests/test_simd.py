@@ -5,7 +5,7 @@ from numba import njit
 
 from convkit.kernels import simd
 from convkit.kernels.simd import (channel_sums, outer_taps, rows_block, splat_pack, store_sums,
-                                  tap_row, vload, vstore, zero_sums)
+                                  tap_row, transpose_store, vload, vstore, zero_sums)
 
 DTYPES = [np.float32, np.float64]
 
@@ -139,3 +139,23 @@ def test_outer_taps_sums_outer_products_over_pixels(dtype, ob, kw, cv):
                 want[o, j] += g[3 + t + o * g_step] * xs[start:start + cv * n]
     np.testing.assert_allclose(dst.reshape(ob, kw, cv * n), want,
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@njit
+def _transpose_block(src, s0, sstride, dst, d0, positions, p0):
+    transpose_store(src, s0, sstride, dst, d0, positions, p0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose_store_turns_rows_of_pixels_into_pixels_of_channels(dtype):
+    """dst[d0 + positions[p0 + k] + c] = src[s0 + c*sstride + k] for c, k < lanes; nothing else
+    written."""
+    n = lanes(dtype)
+    src = np.random.default_rng(3).standard_normal(n * 40 + 3).astype(dtype)
+    positions = np.random.default_rng(4).permutation(n + 2)[::-1] * (n + 1)  # unsorted, apart
+    dst = np.full(positions.max() + 2 * n, np.nan, dtype=dtype)
+    _transpose_block(src, 3, 40, dst, 1, positions, 2)
+    want = np.full_like(dst, np.nan)
+    for k in range(n):
+        want[1 + positions[2 + k]:][:n] = src[3 + np.arange(n) * 40 + k]
+    np.testing.assert_array_equal(dst, want)

@@ -12,12 +12,17 @@ the ``kW`` taps of one kernel row (``kW * CV`` vector loads), ``OB * kW * CV`` m
 output pixels are visited), one kernel row per pass.  ResNeXt's deep stage (14x14, 16
 channels a group, batch 8, kernels alone, interleaved): 0.52x the time of ``flat``; 7x7 with
 32 a group 0.48x; 28x28 with 8 a group (half the lanes idle) 1.1x, so it stays ``flat``.
-On the deep stage the products take ~1.4 ms of its ~1.9 (about two thirds of the matrix
-product's peak); the rest is reading the input and grad_output from memory (staging, the
-bias sums).  Tried, not kept: prefetching the next group's planes during the products, a
-few lines per output row: 1.04-1.2x the time.  Winograd F(2x2, 3x3) for these grouped
-layers (by transform point, a batched product per point): its input transform alone took
-3.8 ms on the deep stage, the products 1.3, where the direct kernels take ~2.
+The staging turns blocks of ``lanes`` channels x ``lanes`` pixels in registers where the
+group's channels fill whole vectors (``simd.transpose_store``: 16 loads, 64 shuffles, 16
+stores per 256 values, against 256 scalar stores a vector apart): on the deep stage the
+staging alone 0.37 -> 0.14-0.17 ms, about the time of reading the input once, and the
+whole backward 0.90-0.94x the time.  There the products take ~1.2 ms of ~1.3 (kernel
+alone, a quiet minute: 0.85 of ~0.97), the rest reading the input and grad_output from
+memory (staging, the bias sums).  Tried, not kept: prefetching the next group's planes
+during the products, a few lines per output row: 1.04-1.2x the time.  Winograd F(2x2,
+3x3) for these grouped layers (by transform point, a batched product per point): its input
+transform alone took 3.8 ms on the deep stage, the products 1.3, where the direct kernels
+take ~2.
 
 ``flat``, below:
 
@@ -69,7 +74,7 @@ from numba import njit, prange, uint64
 from .direct import _zero_padded, parallel_blocks
 from .forksafe import parallel_kernel
 from .grouped import pad_plane
-from .simd import VECTOR_BYTES, lanes, outer_taps, store_sums, zero_sums
+from .simd import VECTOR_BYTES, lanes, outer_taps, store_sums, transpose_store, zero_sums
 
 STAGE_BYTES = 512 << 10  # staged input and output-gradient rows of one task
 
@@ -268,6 +273,9 @@ def _channels(OB, KW, CV, MAPS):
             sums_out = np.empty(OUT * vector, dtype=x.dtype)
             acc = np.empty((og, cg, kh, KW))
             bias_acc = np.empty(og)
+            positions = np.empty(plane_in, np.int64)  # input pixel t's place in a staged plane
+            for t in range(plane_in):
+                positions[t] = ((t // width + top) * wp + left + t % width) * cvl
             for g in range(block * groups // blocks, (block + 1) * groups // blocks):
                 acc[:] = 0
                 bias_acc[:] = 0
@@ -276,7 +284,7 @@ def _channels(OB, KW, CV, MAPS):
                     for s in range(m):
                         _stage_channels(xf, ((n0 + s) * c_in + g * cg) * plane_in, cg, h,
                                         width, rows, cols, top, left, xs, s * hp * wp * cvl,
-                                        cvl, MAPS)
+                                        cvl, positions, MAPS)
                         for o in range(og):  # the bias gradient; brings grad_out to cache
                             start = ((n0 + s) * c_out + g * og + o) * plane_out
                             total = zero
@@ -312,17 +320,28 @@ def _channels(OB, KW, CV, MAPS):
 
 
 @njit(inline="always")
-def _stage_channels(xf, start, cg, h, width, rows, cols, top, left, xs, d0, cvl, maps):
+def _stage_channels(xf, start, cg, h, width, rows, cols, top, left, xs, d0, cvl, positions,
+                    maps):
     """xs[d0 + (r * wp + q) * cvl + c] = padded x[c] at (r, q) for the ``cg`` input planes of
-    the flat input ``xf`` that begin at ``start``: the interior channel by channel (read in
-    rows, written a pixel apart), with ``maps`` the border through the index maps too."""
+    the flat input ``xf`` that begin at ``start``: the interior in blocks of ``lanes``
+    channels x ``lanes`` pixels turned in registers (``simd.transpose_store``; ``positions``:
+    where each input pixel's channels go) where the channels fill whole vectors, else channel
+    by channel (read in rows, written a pixel apart); with ``maps`` the border through the
+    index maps too."""
     wp, plane = cols.size, h * width
-    for c in range(cg):
-        for r in range(h):
-            d = uint64(d0 + ((r + top) * wp + left) * cvl + c)
-            s = uint64(start + c * plane + r * width)
-            for q in range(width):
-                xs[d + uint64(q * cvl)] = xf[s + uint64(q)]
+    vector = VECTOR_BYTES // xs.itemsize  # lanes
+    if cg % vector == 0 and plane >= vector:  # blocks of lanes x lanes, turned in registers
+        for c0 in range(0, cg, vector):
+            for t0 in range(0, plane, vector):
+                t = min(t0, plane - vector)  # the last block moved back
+                transpose_store(xf, start + c0 * plane + t, plane, xs, d0 + c0, positions, t)
+    else:
+        for c in range(cg):
+            for r in range(h):
+                d = uint64(d0 + ((r + top) * wp + left) * cvl + c)
+                s = uint64(start + c * plane + r * width)
+                for q in range(width):
+                    xs[d + uint64(q * cvl)] = xf[s + uint64(q)]
     if maps:
         for r in range(rows.size):
             source = rows[r]

@@ -26,7 +26,10 @@ directly:
 ``zero_sums``, ``outer_taps``
     a block of ``OB`` output channels x ``KW`` taps x ``CV`` channel vectors started at zero,
     one output pixel's outer product added (``KW * CV`` loads and ``OB`` broadcasts for
-    ``OB * KW * CV`` multiply-adds, carried the same way; grouped_grad.py's weight gradient).
+    ``OB * KW * CV`` multiply-adds, carried the same way; grouped_grad.py's weight gradient);
+``transpose_store``
+    a ``lanes x lanes`` block of channel rows turned in registers into pixels of channels,
+    each stored where a position table puts it (grouped_grad.py's channels-last staging).
 
 A vector is 64 bytes where the CPU has AVX-512, 32 with AVX2, else 16 (``VECTOR_BYTES``, from
 the features Numba compiles for).  LLVM splits a wider vector into native ones, so the code
@@ -377,3 +380,51 @@ def outer_taps(typingctx, sums, xs, x0, tap_stride, g, g0, gstride, OB, KW, CV):
         return value
     return sums(sums, xs, x0, tap_stride, g, g0, gstride, OB, KW, CV), codegen
 
+
+
+def _transpose(builder, rows):
+    """The ``L x L`` transpose of ``L`` vectors of ``L`` lanes (``L`` a power of two): the
+    off-diagonal blocks of each scale swapped, ``log2(L)`` rounds of ``L`` two-input
+    shuffles (64 for 16 x 16)."""
+    size = len(rows)
+    rows = list(rows)
+    index = ir.IntType(32)
+    b = size // 2
+    while b:
+        for i in range(size):
+            if i & b:
+                continue
+            j = i + b
+            low = [k if not k & b else size + k - b for k in range(size)]
+            high = [k + b if not k & b else size + k for k in range(size)]
+            rows[i], rows[j] = (
+                builder.shuffle_vector(rows[i], rows[j], ir.Constant(ir.VectorType(index, size),
+                                                                     mask))
+                for mask in (low, high))
+        b //= 2
+    return rows
+
+
+@intrinsic
+def transpose_store(typingctx, src, s0, sstride, dst, d0, positions, p0):
+    """A ``lanes x lanes`` block turned from rows of pixels into pixels of channels::
+
+        dst[d0 + positions[p0 + k] + c] = src[s0 + c*sstride + k]
+
+    for ``c, k < lanes``: ``lanes`` vector loads (channel ``c``'s ``lanes`` pixels), the
+    transpose in registers, ``lanes`` vector stores (pixel ``k``'s channels, where
+    ``positions`` puts it: grouped_grad's channels-last staging)."""
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(_vector_of(sig.args[0].dtype))
+        src_data = _data(context, builder, sig.args[0], args[0])
+        dst_data = _data(context, builder, sig.args[3], args[3])
+        pos_data = _data(context, builder, sig.args[5], args[5])
+        s, step, d, p = (_index(context, builder, args[k], sig.args[k]) for k in (1, 2, 4, 6))
+        rows = [builder.load(_at(builder, src_data, builder.add(s, builder.mul(step, step.type(c))),
+                                 vt), align=1) for c in range(vt.count)]
+        for k, row in enumerate(_transpose(builder, rows)):
+            at = builder.load(builder.gep(pos_data, [builder.add(p, p.type(k))]))
+            at = builder.add(d, context.cast(builder, at, sig.args[5].dtype, types.intp))
+            builder.store(row, _at(builder, dst_data, at, vt), align=1)
+        return context.get_dummy_value()
+    return types.none(src, s0, sstride, dst, d0, positions, p0), codegen
