@@ -41,9 +41,10 @@ from numba import njit, prange, uint64
 
 from ..spec import ConvSpec, PaddingMode
 from . import Problem, blas, gemm, grouped_grad, run, winograd
-from .direct import _pad_planes, parallel_blocks
+from .direct import _pad_planes
 from .forksafe import parallel_kernel
 from .grouped import wrapped_columns
+from .workers import claim, parallel_blocks, threads
 
 
 def _geometry(p):
@@ -70,9 +71,9 @@ def input_gradient(grad_out, w, p, out=None):
         (top, _), (left, _) = p.spec.pads
         if _in_place(p):
             _input_grad_phases(grad_out, w, grad, top, left, *p.spec.stride, *p.spec.dilation,
-                               p.spec.groups, parallel_blocks(p.n * p.spec.groups))
+                               p.spec.groups, parallel_blocks(p.n * p.spec.groups), threads())
         else:
-            _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, top, left)
+            _input_grad_direct(grad_out, w, grad, *geometry, p.spec.groups, top, left, threads())
         return grad
     grad = _grad_array(p, out, zeroed=True)
     g, og, k = p.spec.groups, p.group_out, p.group_in * p.kh * p.kw
@@ -173,20 +174,25 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     correlation = run(grad_out, flipped, None, problem)
     rows, cols = _geometry(p)[:2]
     grad = _grad_array(p, out, zeroed=False)
-    _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0])
+    _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0],
+                 threads())
     return grad
 
 
 @parallel_kernel
 @njit(parallel=True, cache=True)
-def _fold_planes(padded, grad, rows, cols, top, left):
+def _fold_planes(padded, grad, rows, cols, top, left, workers):
     """grad[n, c] = padded[n, c] folded through the padding maps (one task per plane)."""
     n, c = grad.shape[:2]
-    for task in prange(n * c):
-        ni, ci = task // c, task % c
-        plane = padded[ni, ci]
-        _fold(plane.reshape(plane.shape[0], 1, plane.shape[1]), grad[ni, ci], rows, cols, 1,
-              top, left)
+    claimed = np.zeros(1, np.int64)  # the next task to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
+        task = claim(claimed)
+        while task < n * c:
+            ni, ci = task // c, task % c
+            plane = padded[ni, ci]
+            _fold(plane.reshape(plane.shape[0], 1, plane.shape[1]), grad[ni, ci], rows, cols, 1,
+                  top, left)
+            task = claim(claimed)
 
 
 def weight_and_bias_gradients(grad_out, x, p):
@@ -207,9 +213,9 @@ def weight_and_bias_gradients(grad_out, x, p):
         if _in_place(p):
             (top, _), (left, _) = p.spec.pads
             _weight_grad_in_place(grad_out, x, grad, bias, top, left, *p.spec.stride,
-                                  *p.spec.dilation, p.spec.groups)
+                                  *p.spec.dilation, p.spec.groups, threads())
         else:
-            _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups)
+            _weight_grad_flat(grad_out, x, grad, bias, *_geometry(p), p.spec.groups, threads())
         return grad, bias.astype(p.dtype)
     if winograd.supports(p):
         return winograd.weight_gradient(grad_out, x, p), _bias_gradient(grad_out)
@@ -256,7 +262,7 @@ def _col2im(buf, grad, kh, kw, oh0, oh1, out_w, rows, cols, sh, sw, dh, dw):
 
 @parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
-def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, top, left):
+def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, top, left, workers):
     """Per (sample, group): scatter every output gradient times every tap into a padded
     scratch plane, then fold it onto the input through the padding maps once.
 
@@ -267,27 +273,31 @@ def _input_grad_direct(grad_out, w, grad, rows, cols, sh, sw, dh, dw, groups, to
     cg, kh, kw = w.shape[1:]
     og = c_out // groups
     phase_width = (cols.size + sw - 1) // sw
-    for task in prange(n * groups):
-        ni, g = task // groups, task % groups
-        scratch = np.zeros((cg, rows.size, sw, phase_width), dtype=grad.dtype)
-        for co in range(g * og, (g + 1) * og):
+    claimed = np.zeros(1, np.int64)  # the next task to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
+        task = claim(claimed)
+        while task < n * groups:
+            ni, g = task // groups, task % groups
+            scratch = np.zeros((cg, rows.size, sw, phase_width), dtype=grad.dtype)
+            for co in range(g * og, (g + 1) * og):
+                for ci in range(cg):
+                    for i in range(kh):
+                        for oh in range(out_h):
+                            src = grad_out[ni, co, oh]
+                            row = scratch[ci, oh * sh + i * dh]
+                            for j in range(kw):
+                                weight = w[co, ci, i, j]
+                                tap = row[(j * dw) % sw, (j * dw) // sw:]
+                                for t in range(out_w):
+                                    tap[uint64(t)] += weight * src[t]
             for ci in range(cg):
-                for i in range(kh):
-                    for oh in range(out_h):
-                        src = grad_out[ni, co, oh]
-                        row = scratch[ci, oh * sh + i * dh]
-                        for j in range(kw):
-                            weight = w[co, ci, i, j]
-                            tap = row[(j * dw) % sw, (j * dw) // sw:]
-                            for t in range(out_w):
-                                tap[uint64(t)] += weight * src[t]
-        for ci in range(cg):
-            _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, top, left)
+                _fold(scratch[ci], grad[ni, g * cg + ci], rows, cols, sw, top, left)
+            task = claim(claimed)
 
 
 @parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
-def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blocks):
+def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blocks, workers):
     """The small-group input gradient at a stride, gathered instead of scattered, where
     zero padding keeps ``W_out == W / sw`` (``_in_place``).  Input pixel ``(r, c)`` in
     stride phase ``(r % sh, c % sw)`` gets tap ``(i, j)`` exactly when ``ri = i*dh - top``
@@ -327,56 +337,60 @@ def _input_grad_phases(grad_out, w, grad, top, left, sh, sw, dh, dw, groups, blo
             fours[f, m] = fours[f, 0]
     tasks = n * groups
     zero = np.zeros(1, dtype=grad.dtype)[0]  # (a literal 0 would make the sums float64)
-    for block in prange(blocks):
+    claimed = np.zeros(1, np.int64)  # the next block to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
         staged = np.zeros((og, length), dtype=grad.dtype)  # zero outside the planes' rows
         planes = np.empty((sh * sw, size), dtype=grad.dtype)
-        for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
-            ni, g = task // groups, task % groups
-            for o in range(og):
-                src, dst = grad_out[ni, g * og + o].reshape(-1), staged[o]
-                for t in range(out_h * wq):
-                    dst[uint64(lead + t)] = src[uint64(t)]
-            for ci in range(cg):
-                planes[:] = 0
+        block = claim(claimed)
+        while block < blocks:
+            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                ni, g = task // groups, task % groups
                 for o in range(og):
-                    weights, row = w[g * og + o, ci].reshape(-1), staged[o]
-                    for f in range(sh * sw):
-                        plane = planes[f]
-                        for m in range(0, count[f], 4):
-                            k0, k1, k2, k3 = fours[f, m], fours[f, m + 1], fours[f, m + 2], \
-                                fours[f, m + 3]
-                            w0 = weights[k0]
-                            w1 = weights[k1] if m + 1 < count[f] else zero
-                            w2 = weights[k2] if m + 2 < count[f] else zero
-                            w3 = weights[k3] if m + 3 < count[f] else zero
-                            a0, a1 = uint64(lead - back[k0]), uint64(lead - back[k1])
-                            a2, a3 = uint64(lead - back[k2]), uint64(lead - back[k3])
-                            for t in range(size):
-                                ut = uint64(t)
-                                plane[ut] += (w0 * row[a0 + ut] + w1 * row[a1 + ut]
-                                              + w2 * row[a2 + ut] + w3 * row[a3 + ut])
-                    for k in range(taps):
-                        plane, weight = planes[phase[k]], weights[k]
-                        at = uint64(lead - back[k])
-                        c0, c1 = wrapped_columns(wq, -shift[k])
-                        for q in range(hq):
-                            for qc in range(c0, c1):  # wrapped reads: products taken back
-                                t = uint64(q * wq + qc)
-                                plane[t] -= weight * row[at + t]
-                out = grad[ni, g * cg + ci].reshape(-1)
-                for r in range(h):  # interleave the phases into the input's rows
-                    a, d = r % sh, uint64(r * width)
-                    s = uint64((r // sh) * wq)
-                    if sw == 2:
-                        even, odd = planes[a * 2], planes[a * 2 + 1]
-                        for qc in range(wq):
-                            out[d + uint64(2 * qc)] = even[s + uint64(qc)]
-                            out[d + uint64(2 * qc + 1)] = odd[s + uint64(qc)]
-                    else:
-                        for b in range(sw):
-                            source = planes[a * sw + b]
+                    src, dst = grad_out[ni, g * og + o].reshape(-1), staged[o]
+                    for t in range(out_h * wq):
+                        dst[uint64(lead + t)] = src[uint64(t)]
+                for ci in range(cg):
+                    planes[:] = 0
+                    for o in range(og):
+                        weights, row = w[g * og + o, ci].reshape(-1), staged[o]
+                        for f in range(sh * sw):
+                            plane = planes[f]
+                            for m in range(0, count[f], 4):
+                                k0, k1, k2, k3 = fours[f, m], fours[f, m + 1], fours[f, m + 2], \
+                                    fours[f, m + 3]
+                                w0 = weights[k0]
+                                w1 = weights[k1] if m + 1 < count[f] else zero
+                                w2 = weights[k2] if m + 2 < count[f] else zero
+                                w3 = weights[k3] if m + 3 < count[f] else zero
+                                a0, a1 = uint64(lead - back[k0]), uint64(lead - back[k1])
+                                a2, a3 = uint64(lead - back[k2]), uint64(lead - back[k3])
+                                for t in range(size):
+                                    ut = uint64(t)
+                                    plane[ut] += (w0 * row[a0 + ut] + w1 * row[a1 + ut]
+                                                  + w2 * row[a2 + ut] + w3 * row[a3 + ut])
+                        for k in range(taps):
+                            plane, weight = planes[phase[k]], weights[k]
+                            at = uint64(lead - back[k])
+                            c0, c1 = wrapped_columns(wq, -shift[k])
+                            for q in range(hq):
+                                for qc in range(c0, c1):  # wrapped reads: products taken back
+                                    t = uint64(q * wq + qc)
+                                    plane[t] -= weight * row[at + t]
+                    out = grad[ni, g * cg + ci].reshape(-1)
+                    for r in range(h):  # interleave the phases into the input's rows
+                        a, d = r % sh, uint64(r * width)
+                        s = uint64((r // sh) * wq)
+                        if sw == 2:
+                            even, odd = planes[a * 2], planes[a * 2 + 1]
                             for qc in range(wq):
-                                out[d + uint64(qc * sw + b)] = source[s + uint64(qc)]
+                                out[d + uint64(2 * qc)] = even[s + uint64(qc)]
+                                out[d + uint64(2 * qc + 1)] = odd[s + uint64(qc)]
+                        else:
+                            for b in range(sw):
+                                source = planes[a * sw + b]
+                                for qc in range(wq):
+                                    out[d + uint64(qc * sw + b)] = source[s + uint64(qc)]
+            block = claim(claimed)
 
 
 @njit(inline="always")
@@ -459,7 +473,7 @@ def _add_interior(source, target, sw, left):
 
 @parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, groups):
+def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, groups, workers):
     """Per group: the padded input planes split into stride phases (padded pixel ``(r, c)``
     at ``[r % sh, c % sw, r // sh, c // sw]``; at stride 1 the plane itself), each output
     gradient plane laid out on the phase width (zeros past W_out), so every tap's gradient
@@ -481,37 +495,41 @@ def _weight_grad_flat(grad_out, x, grad, bias, rows, cols, sh, sw, dh, dw, group
         rho[k], phi[k] = (i * dh) % sh, (j * dw) % sw
         offsets[k] = uint64((i * dh) // sh) * uint64(pw) + uint64((j * dw) // sw)
     zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype: float32 stays
-    for g in prange(groups):
-        acc = np.zeros((og, cg, taps))
-        wide = np.zeros((og, out_h * pw), dtype=grad_out.dtype)
-        for ni in range(n):
-            planes = _phase_planes(x, ni, g * cg, cg, rows, cols, sh, sw, ph, pw)
-            for oc in range(og):
-                for oh in range(out_h):
-                    wide[oc, oh * pw:oh * pw + out_w] = grad_out[ni, g * og + oc, oh]
-                row, total = wide[oc], 0.0
-                for t in range(span):  # the bias gradient, while the plane is in cache
-                    total += row[t]
-                bias[g * og + oc] += total
-            ob_end, cb_end = og - og % 4, cg - cg % 4
-            for ob in range(0, ob_end, 4):
-                for cb in range(0, cb_end, 4):
-                    for k in range(taps):
-                        _block_4x4(wide, planes, rho[k], phi[k], acc, ob, cb, k, offsets[k],
-                                   span, zero)
-            for oc in range(og):
-                src = wide[oc]
-                for ci in range(cb_end if oc < ob_end else 0, cg):  # outside the 4x4 blocks
-                    plane, sums = planes[ci], acc[oc, ci]
-                    for k in range(0, taps - taps % 4, 4):
-                        _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero)
-                    for k in range(taps - taps % 4, taps):
-                        row = plane[rho[k], phi[k], offsets[k]:]
-                        s = zero
-                        for t in range(span):
-                            s += src[t] * row[uint64(t)]
-                        sums[k] += s
-        grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+    claimed = np.zeros(1, np.int64)  # the next g to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
+        g = claim(claimed)
+        while g < groups:
+            acc = np.zeros((og, cg, taps))
+            wide = np.zeros((og, out_h * pw), dtype=grad_out.dtype)
+            for ni in range(n):
+                planes = _phase_planes(x, ni, g * cg, cg, rows, cols, sh, sw, ph, pw)
+                for oc in range(og):
+                    for oh in range(out_h):
+                        wide[oc, oh * pw:oh * pw + out_w] = grad_out[ni, g * og + oc, oh]
+                    row, total = wide[oc], 0.0
+                    for t in range(span):  # the bias gradient, while the plane is in cache
+                        total += row[t]
+                    bias[g * og + oc] += total
+                ob_end, cb_end = og - og % 4, cg - cg % 4
+                for ob in range(0, ob_end, 4):
+                    for cb in range(0, cb_end, 4):
+                        for k in range(taps):
+                            _block_4x4(wide, planes, rho[k], phi[k], acc, ob, cb, k, offsets[k],
+                                       span, zero)
+                for oc in range(og):
+                    src = wide[oc]
+                    for ci in range(cb_end if oc < ob_end else 0, cg):  # outside the 4x4 blocks
+                        plane, sums = planes[ci], acc[oc, ci]
+                        for k in range(0, taps - taps % 4, 4):
+                            _taps_4(src, plane, sums, k, rho, phi, offsets, span, zero)
+                        for k in range(taps - taps % 4, taps):
+                            row = plane[rho[k], phi[k], offsets[k]:]
+                            s = zero
+                            for t in range(span):
+                                s += src[t] * row[uint64(t)]
+                            sums[k] += s
+            grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+            g = claim(claimed)
 
 
 def _in_place(p) -> bool:
@@ -526,7 +544,7 @@ def _in_place(p) -> bool:
 
 @parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, groups):
+def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, groups, workers):
     """``_weight_grad_flat`` for zero padding with ``W_out == W / sw``: the output gradient's
     own planes have the pitch of the input's *stride phases*, so they are read in place (no
     copy onto a padded width).  Each input plane is split into its ``sh * sw`` phases,
@@ -557,51 +575,55 @@ def _weight_grad_in_place(grad_out, x, grad, bias, top, left, sh, sw, dh, dw, gr
     offsets = (relative + lead).astype(np.uint64)
     column = np.zeros(taps, np.int64)  # _taps_4's second phase index: always 0 here
     zero = np.zeros(1, dtype=grad_out.dtype)[0]
-    for g in prange(groups):
-        acc = np.zeros((og, cg, taps))
-        scratch = np.zeros((cg, sh * sw, 1, plane), dtype=x.dtype)  # zero rows: never written
-        for ni in range(n):
-            for ci in range(cg):
-                src = x[ni, g * cg + ci].reshape(-1)
-                if sh == 1 and sw == 1:  # the plane itself, one flat loop
-                    dst = scratch[ci, 0, 0]
-                    for t in range(h * width):
-                        dst[uint64(lead + t)] = src[uint64(t)]
-                    continue
-                flat = scratch[ci].reshape(-1)
-                for r in range(h):  # input row r: row r // sh of phases (r % sh, b)
-                    d = uint64((r % sh) * sw * plane + lead + (r // sh) * wq)
-                    s = uint64(r * width)
-                    if sw == 2:  # both column phases in one loop of constant strides
-                        for c in range(wq):
-                            flat[d + uint64(c)] = src[s + uint64(2 * c)]
-                            flat[d + uint64(plane + c)] = src[s + uint64(2 * c + 1)]
-                    else:
-                        for b in range(sw):
-                            for c in range(wq):
-                                flat[d + uint64(b * plane + c)] = src[s + uint64(c * sw + b)]
-            for oc in range(og):
-                src = grad_out[ni, g * og + oc].reshape(-1)
-                total = 0.0
-                for t in range(size):  # the bias gradient, while the plane is in cache
-                    total += src[uint64(t)]
-                bias[g * og + oc] += total
+    claimed = np.zeros(1, np.int64)  # the next g to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
+        g = claim(claimed)
+        while g < groups:
+            acc = np.zeros((og, cg, taps))
+            scratch = np.zeros((cg, sh * sw, 1, plane), dtype=x.dtype)  # zero rows: never written
+            for ni in range(n):
                 for ci in range(cg):
-                    planes, sums = scratch[ci], acc[oc, ci]
-                    for k in range(0, taps - taps % 4, 4):
-                        _taps_4(src, planes, sums, k, phase, column, offsets, size, zero)
-                    for k in range(taps):
-                        row = planes[phase[k], 0, offsets[k]:]
-                        s = zero
-                        for t in range(size if k >= taps - taps % 4 else 0):
-                            s += src[uint64(t)] * row[uint64(t)]
-                        c0, c1 = wrapped_columns(wq, shift[k])
-                        for oh in range(out_h):
-                            for ow in range(c0, c1):  # the wrapped reads: products taken back
-                                t = uint64(oh * wq + ow)
-                                s -= src[t] * row[t]
-                        sums[k] += s
-        grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+                    src = x[ni, g * cg + ci].reshape(-1)
+                    if sh == 1 and sw == 1:  # the plane itself, one flat loop
+                        dst = scratch[ci, 0, 0]
+                        for t in range(h * width):
+                            dst[uint64(lead + t)] = src[uint64(t)]
+                        continue
+                    flat = scratch[ci].reshape(-1)
+                    for r in range(h):  # input row r: row r // sh of phases (r % sh, b)
+                        d = uint64((r % sh) * sw * plane + lead + (r // sh) * wq)
+                        s = uint64(r * width)
+                        if sw == 2:  # both column phases in one loop of constant strides
+                            for c in range(wq):
+                                flat[d + uint64(c)] = src[s + uint64(2 * c)]
+                                flat[d + uint64(plane + c)] = src[s + uint64(2 * c + 1)]
+                        else:
+                            for b in range(sw):
+                                for c in range(wq):
+                                    flat[d + uint64(b * plane + c)] = src[s + uint64(c * sw + b)]
+                for oc in range(og):
+                    src = grad_out[ni, g * og + oc].reshape(-1)
+                    total = 0.0
+                    for t in range(size):  # the bias gradient, while the plane is in cache
+                        total += src[uint64(t)]
+                    bias[g * og + oc] += total
+                    for ci in range(cg):
+                        planes, sums = scratch[ci], acc[oc, ci]
+                        for k in range(0, taps - taps % 4, 4):
+                            _taps_4(src, planes, sums, k, phase, column, offsets, size, zero)
+                        for k in range(taps):
+                            row = planes[phase[k], 0, offsets[k]:]
+                            s = zero
+                            for t in range(size if k >= taps - taps % 4 else 0):
+                                s += src[uint64(t)] * row[uint64(t)]
+                            c0, c1 = wrapped_columns(wq, shift[k])
+                            for oh in range(out_h):
+                                for ow in range(c0, c1):  # the wrapped reads: products taken back
+                                    t = uint64(oh * wq + ow)
+                                    s -= src[t] * row[t]
+                            sums[k] += s
+            grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+            g = claim(claimed)
 
 
 @njit(inline="always")

@@ -48,13 +48,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numba
 import numpy as np
 from numba import njit, prange, uint64
 
 from ..spec import PaddingMode
 from .forksafe import parallel_kernel
 from .simd import VECTOR_BYTES, lanes, rows_block, splat_pack, vload, vstore
+from .workers import claim, parallel_blocks, threads
 
 
 # (kH, kW, sH, sW, dH, dW) with a kernel of their own.
@@ -168,23 +168,26 @@ def run(x, w, b, p, out=None):
         blocks = parallel_blocks(p.n * spec.groups)
         vectors = row_vectors(p)
         _rows(p.kh, p.kw, BLOCK_ROWS, vectors, not _zero_padded(p))(
-            x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
+            x, w, bias, out, rows, cols, top, left, spec.groups, blocks, threads())
     elif kind == "masked":
         blocks = parallel_blocks(p.n * spec.groups)
-        _masked(p.kh, p.kw, dh, dw)(x, w, bias, out, top, left, rows.size, spec.groups, blocks)
+        _masked(p.kh, p.kw, dh, dw)(x, w, bias, out, top, left, rows.size, spec.groups, blocks,
+                                    threads())
     elif kind == "stacked":
         chunk = stacked_samples(p)
         blocks = parallel_blocks(spec.groups * -(-p.n // chunk))
         _stacked(p.kh, p.kw, dh, dw)(x, w, bias, out, top, left, rows.size, cols.size, chunk,
-                                     spec.groups, blocks)
+                                     spec.groups, blocks, threads())
     elif kind == "stride2":
         blocks = parallel_blocks(p.n * spec.groups)
-        _stride2(p.kh, p.kw, dh, dw)(x, w, bias, out, rows, cols, top, left, spec.groups, blocks)
+        _stride2(p.kh, p.kw, dh, dw)(x, w, bias, out, rows, cols, top, left, spec.groups, blocks,
+                                     threads())
     elif kind == "specialised":
         blocks = parallel_blocks(p.n * spec.groups)
-        _specialised(*_geometry(p))(x, w, bias, out, rows, cols, left, spec.groups, blocks)
+        _specialised(*_geometry(p))(x, w, bias, out, rows, cols, left, spec.groups, blocks,
+                                    threads())
     else:
-        _any_geometry(x, w, bias, out, rows, cols, sh, sw, dh, dw, spec.groups)
+        _any_geometry(x, w, bias, out, rows, cols, sh, sw, dh, dw, spec.groups, threads())
     return out
 
 
@@ -194,12 +197,6 @@ def row_vectors(p) -> int:
     rows of one vector or more than ``ROW_VECTORS``."""
     vectors = -(-p.out_w // lanes(p.dtype))
     return vectors if 2 <= vectors <= ROW_VECTORS else 1
-
-
-def parallel_blocks(tasks: int) -> int:
-    """Blocks of (sample, group) tasks for a ``prange``: each block allocates its scratch
-    once; several per thread so a core the OS takes away delays only a few."""
-    return min(tasks, 8 * numba.get_num_threads())
 
 
 def pass_rows(kh, kw) -> int:
@@ -260,7 +257,7 @@ def _masked(KH, KW, DH, DW):
     ROWS = pass_rows(KH, KW)
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def masked_kernel(x, w, b, out, top, left, padded_h, groups, blocks):
+    def masked_kernel(x, w, b, out, top, left, padded_h, groups, blocks, workers):
         n, c_out, out_h, width = out.shape
         h = x.shape[2]
         og = c_out // groups
@@ -274,37 +271,41 @@ def _masked(KH, KW, DH, DW):
             for r in range(h):
                 for q in range(width):
                     keep[j * hw + r * width + q] = 0 <= q - dj < width
-        for block in prange(blocks):  # scratch allocated once per block, not per task
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             scratch = np.zeros(KW * plen, dtype=out.dtype)  # padding rows and slack stay zero
             zero = scratch[0]  # the dtype's zero (a literal 0 would promote float32)
-            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
-                ni, g = task // groups, task % groups
-                src = uint64(task * hw)  # one input channel per group: plane number = task
-                for j in range(KW):
-                    d, m = uint64(j * plen + left + top * width), uint64(j * hw)
-                    for t in range(hw):
-                        ut = uint64(t)
-                        v = xf[src + ut]
-                        scratch[d + ut] = v if keep[m + ut] else zero
-                for co in range(g * og, (g + 1) * og):
-                    wc, bias = w[co, 0], b[co]
-                    o0 = uint64((ni * c_out + co) * span)
-                    for t in range(span):  # tap rows [0, ROWS)
-                        ut = uint64(t)
-                        s = bias
-                        for i in range(ROWS):
-                            for j in range(KW):
-                                s += wc[i, j] * scratch[ut + uint64(j * plen + j * DW)
-                                                        + uint64(i * DH * width)]
-                        of[o0 + ut] = s
-                    for t in range(span if ROWS < KH else 0):  # tap rows [ROWS, KH), added
-                        ut = uint64(t)
-                        s = of[o0 + ut]
-                        for i in range(ROWS, KH):
-                            for j in range(KW):
-                                s += wc[i, j] * scratch[ut + uint64(j * plen + j * DW)
-                                                        + uint64(i * DH * width)]
-                        of[o0 + ut] = s
+            block = claim(claimed)
+            while block < blocks:
+                for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                    ni, g = task // groups, task % groups
+                    src = uint64(task * hw)  # one input channel per group: plane number = task
+                    for j in range(KW):
+                        d, m = uint64(j * plen + left + top * width), uint64(j * hw)
+                        for t in range(hw):
+                            ut = uint64(t)
+                            v = xf[src + ut]
+                            scratch[d + ut] = v if keep[m + ut] else zero
+                    for co in range(g * og, (g + 1) * og):
+                        wc, bias = w[co, 0], b[co]
+                        o0 = uint64((ni * c_out + co) * span)
+                        for t in range(span):  # tap rows [0, ROWS)
+                            ut = uint64(t)
+                            s = bias
+                            for i in range(ROWS):
+                                for j in range(KW):
+                                    s += wc[i, j] * scratch[ut + uint64(j * plen + j * DW)
+                                                            + uint64(i * DH * width)]
+                            of[o0 + ut] = s
+                        for t in range(span if ROWS < KH else 0):  # tap rows [ROWS, KH), added
+                            ut = uint64(t)
+                            s = of[o0 + ut]
+                            for i in range(ROWS, KH):
+                                for j in range(KW):
+                                    s += wc[i, j] * scratch[ut + uint64(j * plen + j * DW)
+                                                            + uint64(i * DH * width)]
+                            of[o0 + ut] = s
+                block = claim(claimed)
 
     return parallel_kernel(masked_kernel)
 
@@ -344,7 +345,7 @@ def _stacked(KH, KW, DH, DW):
     ROWS = pass_rows(KH, KW)
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def stacked_kernel(x, w, b, out, top, left, padded_h, padded_w, chunk, groups, blocks):
+    def stacked_kernel(x, w, b, out, top, left, padded_h, padded_w, chunk, groups, blocks, workers):
         n, c_out, out_h, out_w = out.shape
         c_in, h, width = x.shape[1:]
         cg, og = w.shape[1], c_out // groups
@@ -365,45 +366,49 @@ def _stacked(KH, KW, DH, DW):
                 picks[oh * out_w + ow] = oh * pitch + ow
         chunks = (n + chunk - 1) // chunk
         tasks = groups * chunks
-        for block in prange(blocks):  # scratch allocated and zeroed once per block
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             scratch = np.zeros(cg * 4 * plane, dtype=out.dtype)
             wide = np.empty(out_h * pitch, dtype=out.dtype)
-            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
-                g, n0 = task // chunks, task % chunks * chunk
-                m = min(chunk, n - n0)  # (a last, partial chunk: the other columns are junk)
-                for k in range(m):
-                    for ci in range(cg):
-                        src = uint64(((n0 + k) * c_in + g * cg + ci) * hw)
-                        d = uint64(ci * 4 * plane + k * wq)
-                        for t in range(hw):
-                            scratch[d + uint64(lands[t])] = xf[src + uint64(t)]
-                span = (out_h - 1) * pitch + (m - 1) * wq + out_w
-                for co in range(g * og, (g + 1) * og):
-                    for ci in range(cg):
-                        wc, base, first = w[co, ci], uint64(ci * 4 * plane), ci == 0
-                        bias = b[co]
-                        for t in range(span):  # tap rows [0, ROWS)
-                            s = bias if first else wide[t]
-                            ut = uint64(t) + base
-                            for i in range(ROWS):
-                                for j in range(KW):
-                                    s += wc[i, j] * scratch[
-                                        ut + uint64(((i * DH) % 2 * 2 + (j * DW) % 2) * plane)
-                                        + uint64((i * DH) // 2) * up + uint64((j * DW) // 2)]
-                            wide[t] = s
-                        for t in range(span if ROWS < KH else 0):  # tap rows [ROWS, KH)
-                            s = wide[t]
-                            ut = uint64(t) + base
-                            for i in range(ROWS, KH):
-                                for j in range(KW):
-                                    s += wc[i, j] * scratch[
-                                        ut + uint64(((i * DH) % 2 * 2 + (j * DW) % 2) * plane)
-                                        + uint64((i * DH) // 2) * up + uint64((j * DW) // 2)]
-                            wide[t] = s
-                    for k in range(m):  # one flat loop per output plane, through a table
-                        dst, src = uint64(((n0 + k) * c_out + co) * ohw), uint64(k * wq)
-                        for t in range(ohw):
-                            of[dst + uint64(t)] = wide[src + uint64(picks[t])]
+            block = claim(claimed)
+            while block < blocks:
+                for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                    g, n0 = task // chunks, task % chunks * chunk
+                    m = min(chunk, n - n0)  # (a last, partial chunk: the other columns are junk)
+                    for k in range(m):
+                        for ci in range(cg):
+                            src = uint64(((n0 + k) * c_in + g * cg + ci) * hw)
+                            d = uint64(ci * 4 * plane + k * wq)
+                            for t in range(hw):
+                                scratch[d + uint64(lands[t])] = xf[src + uint64(t)]
+                    span = (out_h - 1) * pitch + (m - 1) * wq + out_w
+                    for co in range(g * og, (g + 1) * og):
+                        for ci in range(cg):
+                            wc, base, first = w[co, ci], uint64(ci * 4 * plane), ci == 0
+                            bias = b[co]
+                            for t in range(span):  # tap rows [0, ROWS)
+                                s = bias if first else wide[t]
+                                ut = uint64(t) + base
+                                for i in range(ROWS):
+                                    for j in range(KW):
+                                        s += wc[i, j] * scratch[
+                                            ut + uint64(((i * DH) % 2 * 2 + (j * DW) % 2) * plane)
+                                            + uint64((i * DH) // 2) * up + uint64((j * DW) // 2)]
+                                wide[t] = s
+                            for t in range(span if ROWS < KH else 0):  # tap rows [ROWS, KH)
+                                s = wide[t]
+                                ut = uint64(t) + base
+                                for i in range(ROWS, KH):
+                                    for j in range(KW):
+                                        s += wc[i, j] * scratch[
+                                            ut + uint64(((i * DH) % 2 * 2 + (j * DW) % 2) * plane)
+                                            + uint64((i * DH) // 2) * up + uint64((j * DW) // 2)]
+                                wide[t] = s
+                        for k in range(m):  # one flat loop per output plane, through a table
+                            dst, src = uint64(((n0 + k) * c_out + co) * ohw), uint64(k * wq)
+                            for t in range(ohw):
+                                of[dst + uint64(t)] = wide[src + uint64(picks[t])]
+                block = claim(claimed)
 
     return parallel_kernel(stacked_kernel)
 
@@ -430,7 +435,7 @@ def _specialised(KH, KW, SH, SW, DH, DW):
     # Only ints are closed over: Numba keys its disk cache on the closure's values, and a
     # jitted helper captured here would hash differently in every process (no cache hit).
     @njit(parallel=True, fastmath=True, cache=True)
-    def specialised_kernel(x, w, b, out, rows, cols, left, groups, blocks):
+    def specialised_kernel(x, w, b, out, rows, cols, left, groups, blocks, workers):
         n, c_out, out_h, out_w = out.shape
         c_in, h, width = x.shape[1:]
         cg, og = w.shape[1], c_out // groups
@@ -440,60 +445,64 @@ def _specialised(KH, KW, SH, SW, DH, DW):
         span = (out_h - 1) * wq + out_w  # flat positions that hold an output pixel
         pairs = out_h // 2 if PAIRS and cg == 1 else 0  # (summing over cg lost the vectors)
         tasks = n * groups
-        for block in prange(blocks):  # scratch allocated once per block, not per task
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             # pairs read up to wq - out_w positions past the last row's pixels: slack
             scratch = np.zeros(cg * SH * SW * plane + wq, dtype=out.dtype)  # zeroed once
             wide = np.empty(out_h * wq, dtype=out.dtype)
             odd = np.empty(out_h * wq if PAIRS else 0, dtype=out.dtype)  # the pairs' 2nd rows
-            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
-                ni, g = task // groups, task % groups
-                _phase_planes(xf, (ni * c_in + g * cg) * h * width, h, width, cg, rows, cols,
-                              left, SH, SW, hq, wq, scratch, True)
-                for co in range(g * og, (g + 1) * og):
-                    for ci in range(cg):
-                        wc, base = w[co, ci], uint64(ci * SH * SW * plane)
-                        first = ci == 0
-                        bias = b[co]
-                        for pair in range(pairs):  # rows 2 * pair -> wide, 2 * pair + 1 -> odd
-                            t0 = uint64(2 * pair * wq)
-                            for t in range(wq):
-                                ut = t0 + uint64(t)
-                                s0 = bias
-                                s1 = bias
-                                for i in range(KH):
+            block = claim(claimed)
+            while block < blocks:
+                for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                    ni, g = task // groups, task % groups
+                    _phase_planes(xf, (ni * c_in + g * cg) * h * width, h, width, cg, rows, cols,
+                                  left, SH, SW, hq, wq, scratch, True)
+                    for co in range(g * og, (g + 1) * og):
+                        for ci in range(cg):
+                            wc, base = w[co, ci], uint64(ci * SH * SW * plane)
+                            first = ci == 0
+                            bias = b[co]
+                            for pair in range(pairs):  # rows 2 * pair -> wide, 2 * pair + 1 -> odd
+                                t0 = uint64(2 * pair * wq)
+                                for t in range(wq):
+                                    ut = t0 + uint64(t)
+                                    s0 = bias
+                                    s1 = bias
+                                    for i in range(KH):
+                                        for j in range(KW):
+                                            phase = (i * DH) % SH * SW + (j * DW) % SW
+                                            at = ut + base + uint64(phase * plane) + uint64(
+                                                (i * DH) // SH) * uwq + uint64((j * DW) // SW)
+                                            s0 += wc[i, j] * scratch[at]
+                                            s1 += wc[i, j] * scratch[at + uwq]
+                                    wide[ut] = s0
+                                    odd[ut] = s1
+                            for t in range(2 * pairs * wq, span):  # unpaired rows: one flat loop
+                                s = bias if first else wide[t]
+                                ut = uint64(t) + base
+                                for i in range(ROWS):
                                     for j in range(KW):
-                                        at = ut + base + uint64(
-                                            ((i * DH) % SH * SW + (j * DW) % SW) * plane) + uint64(
-                                            (i * DH) // SH) * uwq + uint64((j * DW) // SW)
-                                        s0 += wc[i, j] * scratch[at]
-                                        s1 += wc[i, j] * scratch[at + uwq]
-                                wide[ut] = s0
-                                odd[ut] = s1
-                        for t in range(2 * pairs * wq, span):  # unpaired rows: one flat loop
-                            s = bias if first else wide[t]
-                            ut = uint64(t) + base
-                            for i in range(ROWS):
-                                for j in range(KW):
-                                    phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
-                                    s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
-                                        (i * DH) // SH) * uwq + uint64((j * DW) // SW)]
-                            wide[t] = s
-                        for t in range(2 * pairs * wq, span if ROWS < KH else 0):  # 2nd pass
-                            s = wide[t]
-                            ut = uint64(t) + base
-                            for i in range(ROWS, KH):
-                                for j in range(KW):
-                                    phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
-                                    s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
-                                        (i * DH) // SH) * uwq + uint64((j * DW) // SW)]
-                            wide[t] = s
-                    for oh in range(out_h):
-                        dst = uint64(((ni * c_out + co) * out_h + oh) * out_w)
-                        paired = oh < 2 * pairs and oh % 2 == 1
-                        src = uint64((oh - 1 if paired else oh) * wq)
-                        buffer = odd if paired else wide
-                        for ow in range(out_w):
-                            of[dst + uint64(ow)] = buffer[src + uint64(ow)]
+                                        phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
+                                        s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
+                                            (i * DH) // SH) * uwq + uint64((j * DW) // SW)]
+                                wide[t] = s
+                            for t in range(2 * pairs * wq, span if ROWS < KH else 0):  # 2nd pass
+                                s = wide[t]
+                                ut = uint64(t) + base
+                                for i in range(ROWS, KH):
+                                    for j in range(KW):
+                                        phase = ((i * DH) % SH * SW + (j * DW) % SW) * plane
+                                        s += wc[i, j] * scratch[ut + uint64(phase) + uint64(
+                                            (i * DH) // SH) * uwq + uint64((j * DW) // SW)]
+                                wide[t] = s
+                        for oh in range(out_h):
+                            dst = uint64(((ni * c_out + co) * out_h + oh) * out_w)
+                            paired = oh < 2 * pairs and oh % 2 == 1
+                            src = uint64((oh - 1 if paired else oh) * wq)
+                            buffer = odd if paired else wide
+                            for ow in range(out_w):
+                                of[dst + uint64(ow)] = buffer[src + uint64(ow)]
+                block = claim(claimed)
 
     return parallel_kernel(specialised_kernel)
 
@@ -552,7 +561,7 @@ def _rows(KH, KW, R, P, MAPS):
     NK = KH * KW
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def rows_kernel(x, w, b, out, rows, cols, top, left, groups, blocks):
+    def rows_kernel(x, w, b, out, rows, cols, top, left, groups, blocks, workers):
         n, c_out, out_h, out_w = out.shape
         h, width = x.shape[2:]
         og = c_out // groups
@@ -561,45 +570,49 @@ def _rows(KH, KW, R, P, MAPS):
         vector = VECTOR_BYTES // out.itemsize  # lanes
         step = out_w - vector  # P = 2: a row's vectors start at columns 0 and out_w - vector
         tasks = n * groups
-        for block in prange(blocks):  # scratch allocated once per block, zeroed once
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             scratch = np.zeros(hp * wp, dtype=out.dtype)
-            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
-                ni, g = task // groups, task % groups
-                plane = task * h * width  # one input channel per group: plane number = task
-                if MAPS:  # every padded row through the maps, the border columns too
-                    for r in range(hp):
-                        s, d = plane + rows[r] * width, r * wp + left
-                        _copy_row(xf, s, scratch, d, width, vector)
-                        for k in range(wp - width):
-                            c = k if k < left else k + width
-                            if cols[c] >= 0:
-                                scratch[d - left + c] = xf[s + cols[c]]
-                else:  # the interior: padded rows [top, top + h) are the input's
-                    for r in range(h):
-                        _copy_row(xf, plane + r * width, scratch, (r + top) * wp + left, width,
-                                  vector)
-                for co in range(g * og, (g + 1) * og):
-                    weights, bias = splat_pack(wf, co * NK, NK), b[co]
-                    o0 = (ni * c_out + co) * out_h * out_w
-                    for r0 in range(0, out_h, R):
-                        r = min(r0, out_h - R)
-                        if P == 2:
-                            rows_block(weights, bias, scratch, r * wp, wp,
-                                       of, o0 + r * out_w, out_w, step, KH, KW, R, P)
-                        elif P > 2:  # P // 2 pairs (the last ending at the row's end)
-                            for k in range(P // 2):
-                                c = min(2 * k * vector, out_w - 2 * vector)
-                                rows_block(weights, bias, scratch, r * wp + c, wp,
-                                           of, o0 + r * out_w + c, out_w, vector, KH, KW, R, 2)
-                            if P % 2:
-                                c = out_w - vector
-                                rows_block(weights, bias, scratch, r * wp + c, wp,
-                                           of, o0 + r * out_w + c, out_w, 0, KH, KW, R, 1)
-                        else:
-                            for c0 in range(0, out_w, vector):
-                                c = min(c0, out_w - vector)
-                                rows_block(weights, bias, scratch, r * wp + c, wp,
-                                           of, o0 + r * out_w + c, out_w, 0, KH, KW, R, P)
+            block = claim(claimed)
+            while block < blocks:
+                for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                    ni, g = task // groups, task % groups
+                    plane = task * h * width  # one input channel per group: plane number = task
+                    if MAPS:  # every padded row through the maps, the border columns too
+                        for r in range(hp):
+                            s, d = plane + rows[r] * width, r * wp + left
+                            _copy_row(xf, s, scratch, d, width, vector)
+                            for k in range(wp - width):
+                                c = k if k < left else k + width
+                                if cols[c] >= 0:
+                                    scratch[d - left + c] = xf[s + cols[c]]
+                    else:  # the interior: padded rows [top, top + h) are the input's
+                        for r in range(h):
+                            _copy_row(xf, plane + r * width, scratch, (r + top) * wp + left, width,
+                                      vector)
+                    for co in range(g * og, (g + 1) * og):
+                        weights, bias = splat_pack(wf, co * NK, NK), b[co]
+                        o0 = (ni * c_out + co) * out_h * out_w
+                        for r0 in range(0, out_h, R):
+                            r = min(r0, out_h - R)
+                            if P == 2:
+                                rows_block(weights, bias, scratch, r * wp, wp,
+                                           of, o0 + r * out_w, out_w, step, KH, KW, R, P)
+                            elif P > 2:  # P // 2 pairs (the last ending at the row's end)
+                                for k in range(P // 2):
+                                    c = min(2 * k * vector, out_w - 2 * vector)
+                                    rows_block(weights, bias, scratch, r * wp + c, wp,
+                                               of, o0 + r * out_w + c, out_w, vector, KH, KW, R, 2)
+                                if P % 2:
+                                    c = out_w - vector
+                                    rows_block(weights, bias, scratch, r * wp + c, wp,
+                                               of, o0 + r * out_w + c, out_w, 0, KH, KW, R, 1)
+                            else:
+                                for c0 in range(0, out_w, vector):
+                                    c = min(c0, out_w - vector)
+                                    rows_block(weights, bias, scratch, r * wp + c, wp,
+                                               of, o0 + r * out_w + c, out_w, 0, KH, KW, R, P)
+                block = claim(claimed)
 
     return parallel_kernel(rows_kernel)
 
@@ -632,7 +645,7 @@ def _stride2(KH, KW, DH, DW):
     only (``path``): at 5x5 and 7x7 the padded layout took 0.4-0.9x its time."""
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def stride2_kernel(x, w, b, out, rows, cols, top, left, groups, blocks):
+    def stride2_kernel(x, w, b, out, rows, cols, top, left, groups, blocks, workers):
         n, c_out, out_h, out_w = out.shape
         c_in, h, width = x.shape[1:]
         cg, og = w.shape[1], c_out // groups
@@ -646,56 +659,62 @@ def _stride2(KH, KW, DH, DW):
         while hi > lo and 2 * (hi - 1) + (KW - 1) * DW - left >= width:
             hi -= 1
         tasks = n * groups
-        for block in prange(blocks):  # scratch allocated once per block, not per task
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             split = np.empty(cg * 2 * half, dtype=out.dtype)
-            for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
-                ni, g = task // groups, task % groups
-                for ci in range(cg):
-                    src = uint64((ni * c_in + g * cg + ci) * h * width)
-                    even = uint64(ci * 2 * half)
-                    odd, inner = even + uint64(half), uint64(top * wq)
-                    for m in range(h * wq):  # padded rows [top, top + h): the input plane
-                        um = uint64(m)
-                        split[even + inner + um] = xf[src + um * uint64(2)]
-                        split[odd + inner + um] = xf[src + um * uint64(2) + uint64(1)]
-                    for r in range(rows.size):  # the padded rows, through the map
-                        if top <= r < top + h:
-                            continue
-                        source = rows[r]
-                        for qc in range(wq):
-                            for pc in range(2):
-                                split[even + uint64(pc * half + r * wq + qc)] = (
-                                    xf[src + uint64(source * width + 2 * qc + pc)]
-                                    if source >= 0 else 0)
-                for co in range(g * og, (g + 1) * og):
-                    bias = b[co]
-                    o0 = uint64((ni * c_out + co) * out_h * out_w)
+            block = claim(claimed)
+            while block < blocks:
+                for task in range(block * tasks // blocks, (block + 1) * tasks // blocks):
+                    ni, g = task // groups, task % groups
                     for ci in range(cg):
-                        wc, first = w[co, ci], ci == 0
-                        for oh in range(out_h):
-                            orow = o0 + uint64(oh * out_w)
-                            for ow in range(lo, hi):
-                                s = bias if first else of[orow + uint64(ow)]
-                                for i in range(KH):
-                                    at = ci * 2 * half + (2 * oh + i * DH) * wq + ow
-                                    for j in range(KW):
-                                        # loop-invariant: hoisted (an array of these was not)
-                                        tap = ((j * DW - left) % 2) * half + (j * DW - left) // 2
-                                        s += wc[i, j] * split[uint64(at + tap)]
-                                of[orow + uint64(ow)] = s
-                        plane = (ni * c_in + g * cg + ci) * h * width
-                        for oh in range(out_h):  # border columns: every tap through the maps
-                            orow = o0 + uint64(oh * out_w)
-                            for k in range(lo + out_w - hi):
-                                ow = k if k < lo else hi + k - lo
-                                s = bias if first else of[orow + uint64(ow)]
-                                for i in range(KH):
-                                    source = rows[2 * oh + i * DH]
-                                    for j in range(KW):
-                                        c = cols[2 * ow + j * DW]
-                                        if source >= 0 and c >= 0:
-                                            s += wc[i, j] * xf[uint64(plane + source * width + c)]
-                                of[orow + uint64(ow)] = s
+                        src = uint64((ni * c_in + g * cg + ci) * h * width)
+                        even = uint64(ci * 2 * half)
+                        odd, inner = even + uint64(half), uint64(top * wq)
+                        for m in range(h * wq):  # padded rows [top, top + h): the input plane
+                            um = uint64(m)
+                            split[even + inner + um] = xf[src + um * uint64(2)]
+                            split[odd + inner + um] = xf[src + um * uint64(2) + uint64(1)]
+                        for r in range(rows.size):  # the padded rows, through the map
+                            if top <= r < top + h:
+                                continue
+                            source = rows[r]
+                            for qc in range(wq):
+                                for pc in range(2):
+                                    split[even + uint64(pc * half + r * wq + qc)] = (
+                                        xf[src + uint64(source * width + 2 * qc + pc)]
+                                        if source >= 0 else 0)
+                    for co in range(g * og, (g + 1) * og):
+                        bias = b[co]
+                        o0 = uint64((ni * c_out + co) * out_h * out_w)
+                        for ci in range(cg):
+                            wc, first = w[co, ci], ci == 0
+                            for oh in range(out_h):
+                                orow = o0 + uint64(oh * out_w)
+                                for ow in range(lo, hi):
+                                    s = bias if first else of[orow + uint64(ow)]
+                                    for i in range(KH):
+                                        at = ci * 2 * half + (2 * oh + i * DH) * wq + ow
+                                        for j in range(KW):
+                                            # loop-invariant: hoisted (an array of these was not)
+                                            dj = j * DW - left
+                                            tap = (dj % 2) * half + dj // 2
+                                            s += wc[i, j] * split[uint64(at + tap)]
+                                    of[orow + uint64(ow)] = s
+                            plane = (ni * c_in + g * cg + ci) * h * width
+                            for oh in range(out_h):  # border columns: every tap through the maps
+                                orow = o0 + uint64(oh * out_w)
+                                for k in range(lo + out_w - hi):
+                                    ow = k if k < lo else hi + k - lo
+                                    s = bias if first else of[orow + uint64(ow)]
+                                    for i in range(KH):
+                                        source = rows[2 * oh + i * DH]
+                                        for j in range(KW):
+                                            c = cols[2 * ow + j * DW]
+                                            if source >= 0 and c >= 0:
+                                                at = uint64(plane + source * width + c)
+                                                s += wc[i, j] * xf[at]
+                                    of[orow + uint64(ow)] = s
+                block = claim(claimed)
 
     return parallel_kernel(stride2_kernel)
 
@@ -749,27 +768,31 @@ def _phase_planes(xf, start, h, width, cg, rows, cols, left, SH, SW, hq, wq, scr
 
 @parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
-def _any_geometry(x, w, b, out, rows, cols, sh, sw, dh, dw, groups):
+def _any_geometry(x, w, b, out, rows, cols, sh, sw, dh, dw, groups, workers):
     """Any geometry, read at run time: one pass over each output row per tap.  Indices are
     unsigned, so Numba emits no wraparound check and the row loop vectorises."""
     n, c_out, out_h, out_w = out.shape
     cg, kh, kw = w.shape[1:]
     og = c_out // groups
     usw = uint64(sw)
-    for task in prange(n * groups):
-        ni, g = task // groups, task % groups
-        padded = _pad_planes(x, ni, g * cg, cg, rows, cols)
-        for co in range(g * og, (g + 1) * og):
-            _start_at_bias(out[ni, co], b[co])
-            for oh in range(out_h):
-                o = out[ni, co, oh]
-                for ci in range(cg):
-                    for i in range(kh):
-                        row = padded[ci, oh * sh + i * dh]
-                        for j in range(kw):
-                            weight, tap = w[co, ci, i, j], row[j * dw:]
-                            for t in range(out_w):
-                                o[t] += weight * tap[uint64(t) * usw]
+    claimed = np.zeros(1, np.int64)  # the next task to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
+        task = claim(claimed)
+        while task < n * groups:
+            ni, g = task // groups, task % groups
+            padded = _pad_planes(x, ni, g * cg, cg, rows, cols)
+            for co in range(g * og, (g + 1) * og):
+                _start_at_bias(out[ni, co], b[co])
+                for oh in range(out_h):
+                    o = out[ni, co, oh]
+                    for ci in range(cg):
+                        for i in range(kh):
+                            row = padded[ci, oh * sh + i * dh]
+                            for j in range(kw):
+                                weight, tap = w[co, ci, i, j], row[j * dw:]
+                                for t in range(out_w):
+                                    o[t] += weight * tap[uint64(t) * usw]
+            task = claim(claimed)
 
 
 @njit(inline="always")

@@ -103,9 +103,10 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..spec import PaddingMode
-from .direct import SPECIALISED, _geometry, _zero_padded, parallel_blocks
+from .direct import SPECIALISED, _geometry, _zero_padded
 from .forksafe import parallel_kernel
 from .simd import VECTOR_BYTES, channel_sums, lanes, store_sums, tap_row
+from .workers import claim, parallel_blocks, threads
 
 TILE = 1024  # flat positions per tile
 SLACK = 16  # zeros past each padded plane: the last tile runs in whole 16-lane vectors
@@ -207,12 +208,12 @@ def run(x, w, b, p, out=None):
         ob, vectors = block_shape(p)
         tail = tail_vectors(p.out_h * p.out_w, vectors, p.dtype)
         _blocked(p.kh, p.kw, dh, dw, ob, vectors, tail, not in_place)(
-            x, w, bias, out, top, bottom, left, spec.groups, n_blocks)
+            x, w, bias, out, top, bottom, left, spec.groups, n_blocks, threads())
         return out
     cu = channel_unroll(p.kh, p.kw, p.group_in)
     _kernel(p.kh, p.kw, dh, dw, cu, kind == "masked")(
         x, pack_weights(w, spec.groups, cu), bias, out, rows, cols, top, left,
-        kind == "unpadded", n_blocks)
+        kind == "unpadded", n_blocks, threads())
     return out
 
 
@@ -227,7 +228,7 @@ def _kernel(KH, KW, DH, DW, CU, MASKED):
     BY_COLUMN = 1 if MASKED else 0
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def grouped_kernel(x, wp, b, out, rows, cols, top, left, unpadded, n_blocks):
+    def grouped_kernel(x, wp, b, out, rows, cols, top, left, unpadded, n_blocks, workers):
         n, c_out, out_h, out_w = out.shape
         groups, blocks, cblocks = wp.shape[:3]
         cg, og = cblocks * CU, c_out // groups
@@ -241,67 +242,72 @@ def _kernel(KH, KW, DH, DW, CU, MASKED):
         uwidth = uint64(width)
         direct_out = width == out_w  # the wide plane is the output plane
         tasks = n * groups
-        for block in prange(n_blocks):  # scratch allocated once per block, not per task
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             acc = np.empty((4, TILE), dtype=out.dtype)  # a constant shape: LLVM sees the row stride
             wide = np.empty((og, 0 if direct_out else size), dtype=out.dtype)
             scratch = np.zeros((0 if unpadded else cg * COPIES, plane), out.dtype)
-            for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
-                ni, g = task // groups, task % groups
-                if unpadded:
-                    planes = x[ni, g * cg:(g + 1) * cg].reshape(cg, -1)
-                    end = span  # no slack past the caller's planes
-                elif MASKED:
-                    planes = scratch  # zero from the start; only the input rows are written
-                    for ci in range(cg):
-                        mask_copies(x[ni, g * cg + ci].reshape(-1), h, xw, top, left, DW,
-                                    planes, ci * KW, KW)
-                    end = size
-                else:
-                    planes = scratch  # its slack is zero from the start, never written
-                    for ci in range(cg):
-                        pad_plane(x[ni, g * cg + ci].reshape(-1), x.shape[3], rows, cols, left,
-                                  planes[ci], 0, width)
-                    end = min(size, (span + SLACK - 1) // SLACK * SLACK)  # whole vectors
-                for t0 in range(0, end, TILE):
-                    length = min(end - t0, TILE)
-                    base = uint64(t0)
-                    for ob in range(blocks):
-                        co = ob * 4
-                        for k in range(4):
-                            bk = b[g * og + co + k] if co + k < og else 0
-                            for t in range(length):
-                                acc[k, t] = bk
-                        for cb in range(cblocks):
-                            wt = wp[g, ob, cb]
-                            c0 = uint64(cb * CU)
-                            for t in range(length):
-                                ut = uint64(t)
-                                s0, s1, s2, s3 = acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut]
-                                for u in range(CU):
-                                    for i in range(KH):
-                                        for j in range(KW):
-                                            v = planes[(c0 + uint64(u)) * uint64(COPIES)
-                                                       + uint64(j * BY_COLUMN), base + ut
-                                                       + uint64(i * DH) * uwidth + uint64(j * DW)]
-                                            tap = u * TAPS + i * KW + j
-                                            s0 += wt[tap] * v
-                                            s1 += wt[CU * TAPS + tap] * v
-                                            s2 += wt[2 * CU * TAPS + tap] * v
-                                            s3 += wt[3 * CU * TAPS + tap] * v
-                                acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
-                        keep = min(length, span - t0)  # positions past span are dropped
-                        for k in range(min(4, og - co)):  # loops: a slice assignment allocates
-                            dst = out[ni, g * og + co + k].reshape(-1) if direct_out \
-                                else wide[co + k]
-                            for t in range(keep):
-                                dst[base + uint64(t)] = acc[k, uint64(t)]
-                if not direct_out:  # flat index loops: a view or slice per row costs more
-                    for oc in range(og):
-                        src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
-                        for oh in range(out_h):
-                            d, w0 = uint64(oh * out_w), uint64(oh * width)
-                            for ow in range(out_w):  # unsigned: no wraparound checks
-                                dst[d + uint64(ow)] = src[w0 + uint64(ow)]
+            block = claim(claimed)
+            while block < n_blocks:
+                for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
+                    ni, g = task // groups, task % groups
+                    if unpadded:
+                        planes = x[ni, g * cg:(g + 1) * cg].reshape(cg, -1)
+                        end = span  # no slack past the caller's planes
+                    elif MASKED:
+                        planes = scratch  # zero from the start; only the input rows are written
+                        for ci in range(cg):
+                            mask_copies(x[ni, g * cg + ci].reshape(-1), h, xw, top, left, DW,
+                                        planes, ci * KW, KW)
+                        end = size
+                    else:
+                        planes = scratch  # its slack is zero from the start, never written
+                        for ci in range(cg):
+                            pad_plane(x[ni, g * cg + ci].reshape(-1), x.shape[3], rows, cols, left,
+                                      planes[ci], 0, width)
+                        end = min(size, (span + SLACK - 1) // SLACK * SLACK)  # whole vectors
+                    for t0 in range(0, end, TILE):
+                        length = min(end - t0, TILE)
+                        base = uint64(t0)
+                        for ob in range(blocks):
+                            co = ob * 4
+                            for k in range(4):
+                                bk = b[g * og + co + k] if co + k < og else 0
+                                for t in range(length):
+                                    acc[k, t] = bk
+                            for cb in range(cblocks):
+                                wt = wp[g, ob, cb]
+                                c0 = uint64(cb * CU)
+                                for t in range(length):
+                                    ut = uint64(t)
+                                    s0, s1, s2, s3 = acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut]
+                                    for u in range(CU):
+                                        for i in range(KH):
+                                            for j in range(KW):
+                                                v = planes[
+                                                    (c0 + uint64(u)) * uint64(COPIES)
+                                                    + uint64(j * BY_COLUMN), base + ut
+                                                    + uint64(i * DH) * uwidth + uint64(j * DW)]
+                                                tap = u * TAPS + i * KW + j
+                                                s0 += wt[tap] * v
+                                                s1 += wt[CU * TAPS + tap] * v
+                                                s2 += wt[2 * CU * TAPS + tap] * v
+                                                s3 += wt[3 * CU * TAPS + tap] * v
+                                    acc[0, ut], acc[1, ut], acc[2, ut], acc[3, ut] = s0, s1, s2, s3
+                            keep = min(length, span - t0)  # positions past span are dropped
+                            for k in range(min(4, og - co)):  # loops: a slice assignment allocates
+                                dst = out[ni, g * og + co + k].reshape(-1) if direct_out \
+                                    else wide[co + k]
+                                for t in range(keep):
+                                    dst[base + uint64(t)] = acc[k, uint64(t)]
+                    if not direct_out:  # flat index loops: a view or slice per row costs more
+                        for oc in range(og):
+                            src, dst = wide[oc], out[ni, g * og + oc].reshape(-1)
+                            for oh in range(out_h):
+                                d, w0 = uint64(oh * out_w), uint64(oh * width)
+                                for ow in range(out_w):  # unsigned: no wraparound checks
+                                    dst[d + uint64(ow)] = src[w0 + uint64(ow)]
+                block = claim(claimed)
 
     return parallel_kernel(grouped_kernel)
 
@@ -337,7 +343,7 @@ def _blocked(KH, KW, DH, DW, OB, P, TAIL, COPY):
     COPIES = KW if COPY else 1
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def blocked_kernel(x, w, b, out, top, bottom, left, groups, n_blocks):
+    def blocked_kernel(x, w, b, out, top, bottom, left, groups, n_blocks, workers):
         n, c_out, out_h, out_w = out.shape
         c_in, h, width = x.shape[1:]
         cg, og = w.shape[1], c_out // groups
@@ -351,37 +357,41 @@ def _blocked(KH, KW, DH, DW, OB, P, TAIL, COPY):
         # of the caller's array
         channel, copy = (KW * plane, plane) if COPY else (h * width, 0)
         tasks = n * groups
-        for block in prange(n_blocks):  # scratch allocated once per block, not per task
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             scratch = np.zeros((cg * COPIES if COPY else 0, plane), dtype=out.dtype)
             src = scratch.reshape(-1) if COPY else xf
-            for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
-                ni, g = task // groups, task % groups
-                if COPY:
-                    for ci in range(cg):
-                        mask_copies(x[ni, g * cg + ci].reshape(-1), h, width, top, left, DW,
-                                    scratch, ci * KW, KW)
-                first = 0 if COPY else (ni * c_in + g * cg) * h * width  # channel 0's plane
-                for o0 in range(0, og, OB):
-                    oc = g * og + min(o0, og - OB)
-                    for t in range(0, size - span + 1, span):
-                        sums = channel_sums(b, oc, OB, P)
+            block = claim(claimed)
+            while block < n_blocks:
+                for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
+                    ni, g = task // groups, task % groups
+                    if COPY:
                         for ci in range(cg):
-                            for i in range(KH):
-                                sums = tap_row(sums, src, first + ci * channel
-                                               + i * DH * width + t, 0, copy, wf,
-                                               (oc * cg + ci) * KH * KW + i * KW, taps,
-                                               OB, P, KW, 1, DW)
-                        store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, P)
-                    if TAIL:  # the plane's last pixels: a block of TAIL vectors ending there
-                        t = size - TAIL * vector
-                        sums = channel_sums(b, oc, OB, TAIL)
-                        for ci in range(cg):
-                            for i in range(KH):
-                                sums = tap_row(sums, src, first + ci * channel
-                                               + i * DH * width + t, 0, copy, wf,
-                                               (oc * cg + ci) * KH * KW + i * KW, taps,
-                                               OB, TAIL, KW, 1, DW)
-                        store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, TAIL)
+                            mask_copies(x[ni, g * cg + ci].reshape(-1), h, width, top, left, DW,
+                                        scratch, ci * KW, KW)
+                    first = 0 if COPY else (ni * c_in + g * cg) * h * width  # channel 0's plane
+                    for o0 in range(0, og, OB):
+                        oc = g * og + min(o0, og - OB)
+                        for t in range(0, size - span + 1, span):
+                            sums = channel_sums(b, oc, OB, P)
+                            for ci in range(cg):
+                                for i in range(KH):
+                                    sums = tap_row(sums, src, first + ci * channel
+                                                   + i * DH * width + t, 0, copy, wf,
+                                                   (oc * cg + ci) * KH * KW + i * KW, taps,
+                                                   OB, P, KW, 1, DW)
+                            store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, P)
+                        if TAIL:  # the plane's last pixels: a block of TAIL vectors ending there
+                            t = size - TAIL * vector
+                            sums = channel_sums(b, oc, OB, TAIL)
+                            for ci in range(cg):
+                                for i in range(KH):
+                                    sums = tap_row(sums, src, first + ci * channel
+                                                   + i * DH * width + t, 0, copy, wf,
+                                                   (oc * cg + ci) * KH * KW + i * KW, taps,
+                                                   OB, TAIL, KW, 1, DW)
+                            store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, TAIL)
+                block = claim(claimed)
 
     return parallel_kernel(blocked_kernel)
 

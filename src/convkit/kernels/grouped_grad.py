@@ -71,10 +71,11 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange, uint64
 
-from .direct import _zero_padded, parallel_blocks
+from .direct import _zero_padded
 from .forksafe import parallel_kernel
 from .grouped import pad_plane
 from .simd import VECTOR_BYTES, lanes, outer_taps, store_sums, transpose_store, zero_sums
+from .workers import claim, parallel_blocks, threads
 
 STAGE_BYTES = 512 << 10  # staged input and output-gradient rows of one task
 
@@ -113,13 +114,13 @@ def weight_and_bias_gradients(grad_out, x, p, kind=None):
     plane = rows.size * cols.size * p.dtype.itemsize
     chunk = max(1, min(p.n, STAGE_BYTES // max(1, plane * (p.group_in + p.group_out))))
     _weight_grad(grad_out, x, grad, bias, rows, cols, left, p.spec.groups, *p.spec.dilation,
-                 chunk)
+                 chunk, threads())
     return grad, bias.astype(p.dtype)
 
 
 @parallel_kernel
 @njit(parallel=True, fastmath=True, cache=True)
-def _weight_grad(grad_out, x, grad, bias, rows, cols, left, groups, dh, dw, chunk):
+def _weight_grad(grad_out, x, grad, bias, rows, cols, left, groups, dh, dw, chunk, workers):
     n, c_out, out_h, out_w = grad_out.shape
     cg, kh, kw = grad.shape[1:]
     og = c_out // groups
@@ -127,49 +128,53 @@ def _weight_grad(grad_out, x, grad, bias, rows, cols, left, groups, dh, dw, chun
     taps = kh * kw
     zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype
     ob_end, cb_end = og - og % 4, cg - cg % 4
-    for g in prange(groups):
-        acc = np.zeros((og, cg, taps))
-        sums = np.zeros(og)  # the bias gradient
-        offsets = np.empty(taps, np.uint64)
-        xs = np.empty((cg, chunk * rows.size * pw), dtype=x.dtype)
-        gs = np.empty((og, chunk * rows.size * pw), dtype=grad_out.dtype)
-        for n0 in range(0, n, chunk):
-            m = min(chunk, n - n0)
-            pitch = m * pw  # side by side: padded row r of sample s at r * pitch + s * pw
-            for k in range(taps):
-                offsets[k] = uint64((k // kw) * dh * pitch + (k % kw) * dw)
-            for s in range(m):
-                _stage_padded(x, n0 + s, g * cg, cg, rows, cols, left, xs, s * pw, pitch)
+    claimed = np.zeros(1, np.int64)  # the next g to claim
+    for _ in prange(workers):  # one worker a thread (workers.py)
+        g = claim(claimed)
+        while g < groups:
+            acc = np.zeros((og, cg, taps))
+            sums = np.zeros(og)  # the bias gradient
+            offsets = np.empty(taps, np.uint64)
+            xs = np.empty((cg, chunk * rows.size * pw), dtype=x.dtype)
+            gs = np.empty((og, chunk * rows.size * pw), dtype=grad_out.dtype)
+            for n0 in range(0, n, chunk):
+                m = min(chunk, n - n0)
+                pitch = m * pw  # side by side: padded row r of sample s at r * pitch + s * pw
+                for k in range(taps):
+                    offsets[k] = uint64((k // kw) * dh * pitch + (k % kw) * dw)
+                for s in range(m):
+                    _stage_padded(x, n0 + s, g * cg, cg, rows, cols, left, xs, s * pw, pitch)
+                    for o in range(og):
+                        src, dst = grad_out[n0 + s, g * og + o].reshape(-1), gs[o]
+                        total = 0.0
+                        for oh in range(out_h):  # flat unsigned index loops, no view per row
+                            d, a = uint64(oh * pitch + s * pw), uint64(oh * out_w)
+                            for ow in range(out_w):
+                                value = src[a + uint64(ow)]
+                                dst[d + uint64(ow)] = value
+                                total += value
+                            for ow in range(out_w, pw):  # the columns past W_out stay zero
+                                dst[d + uint64(ow)] = 0
+                        sums[o] += total
+                # past span the output gradient is never read; the last tap then reads up to
+                # (rows.size - 1) * pitch + (m - 1) * pw + pw - 1 = rows.size * pitch - 1
+                span = (out_h - 1) * pitch + (m - 1) * pw + out_w
+                for ob in range(0, ob_end, 4):
+                    for cb in range(0, cb_end, 4):
+                        for k in range(taps):
+                            _block_4x4(gs, xs, acc, ob, cb, k, offsets[k], span, zero)
                 for o in range(og):
-                    src, dst = grad_out[n0 + s, g * og + o].reshape(-1), gs[o]
-                    total = 0.0
-                    for oh in range(out_h):  # flat unsigned index loops, no view per row
-                        d, a = uint64(oh * pitch + s * pw), uint64(oh * out_w)
-                        for ow in range(out_w):
-                            value = src[a + uint64(ow)]
-                            dst[d + uint64(ow)] = value
-                            total += value
-                        for ow in range(out_w, pw):  # the columns past W_out stay zero
-                            dst[d + uint64(ow)] = 0
-                    sums[o] += total
-            # past span the output gradient is never read; the last tap then reads up to
-            # (rows.size - 1) * pitch + (m - 1) * pw + pw - 1 = rows.size * pitch - 1
-            span = (out_h - 1) * pitch + (m - 1) * pw + out_w
-            for ob in range(0, ob_end, 4):
-                for cb in range(0, cb_end, 4):
-                    for k in range(taps):
-                        _block_4x4(gs, xs, acc, ob, cb, k, offsets[k], span, zero)
-            for o in range(og):
-                for c in range(cb_end if o < ob_end else 0, cg):
-                    src, plane = gs[o], xs[c]
-                    for k in range(taps):
-                        row = plane[offsets[k]:]
-                        s0 = zero
-                        for t in range(span):
-                            s0 += src[uint64(t)] * row[uint64(t)]
-                        acc[o, c, k] += s0
-        grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
-        bias[g * og:(g + 1) * og] = sums
+                    for c in range(cb_end if o < ob_end else 0, cg):
+                        src, plane = gs[o], xs[c]
+                        for k in range(taps):
+                            row = plane[offsets[k]:]
+                            s0 = zero
+                            for t in range(span):
+                                s0 += src[uint64(t)] * row[uint64(t)]
+                            acc[o, c, k] += s0
+            grad[g * og:(g + 1) * og] = acc.reshape(og, cg, kh, kw)
+            bias[g * og:(g + 1) * og] = sums
+            g = claim(claimed)
 
 
 @njit(inline="always")
@@ -243,7 +248,7 @@ def _channels_gradients(grad_out, x, p):
     blocks = parallel_blocks(p.spec.groups)
     _channels(ob, p.kw, cv, maps)(grad_out, x, grad, bias, rows, cols, p.spec.pads[0][0],
                                   p.spec.pads[1][0], p.spec.groups, *p.spec.dilation, chunk,
-                                  blocks)
+                                  blocks, threads())
     return grad, bias.astype(p.dtype)
 
 
@@ -257,7 +262,7 @@ def _channels(OB, KW, CV, MAPS):
 
     @njit(parallel=True, fastmath=True, cache=True)
     def channels_kernel(grad_out, x, grad, bias, rows, cols, top, left, groups, dh, dw, chunk,
-                        blocks):
+                        blocks, workers):
         n, c_out, out_h, out_w = grad_out.shape
         c_in, h, width = x.shape[1:]
         cg, kh = grad.shape[1], grad.shape[2]
@@ -268,7 +273,8 @@ def _channels(OB, KW, CV, MAPS):
         gf, xf = grad_out.reshape(-1), x.reshape(-1)
         plane_out, plane_in = out_h * out_w, h * width
         zero = np.zeros(1, dtype=x.dtype)[0]
-        for block in prange(blocks):  # scratch allocated (and zeroed) once per block
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
             xs = np.zeros(chunk * hp * wp * cvl, dtype=x.dtype)
             sums_out = np.empty(OUT * vector, dtype=x.dtype)
             acc = np.empty((og, cg, kh, KW))
@@ -276,45 +282,48 @@ def _channels(OB, KW, CV, MAPS):
             positions = np.empty(plane_in, np.int64)  # input pixel t's place in a staged plane
             for t in range(plane_in):
                 positions[t] = ((t // width + top) * wp + left + t % width) * cvl
-            for g in range(block * groups // blocks, (block + 1) * groups // blocks):
-                acc[:] = 0
-                bias_acc[:] = 0
-                for n0 in range(0, n, chunk):
-                    m = min(chunk, n - n0)
-                    for s in range(m):
-                        _stage_channels(xf, ((n0 + s) * c_in + g * cg) * plane_in, cg, h,
-                                        width, rows, cols, top, left, xs, s * hp * wp * cvl,
-                                        cvl, positions, MAPS)
-                        for o in range(og):  # the bias gradient; brings grad_out to cache
-                            start = ((n0 + s) * c_out + g * og + o) * plane_out
-                            total = zero
-                            for t in range(plane_out):
-                                total += gf[uint64(start + t)]
-                            bias_acc[o] += total
-                    for o0 in range(0, og, OB):
-                        ob = min(o0, og - OB)  # the last block moved back, its overlap skipped
-                        for i in range(kh):
-                            sums = zero_sums(xs, OUT)
-                            for s in range(m):
-                                for oh in range(out_h):
-                                    xrow = (s * hp + oh + i * dh) * wp * cvl
-                                    grow = ((n0 + s) * c_out + g * og + ob) * plane_out + \
-                                        oh * out_w
-                                    for ow in range(out_w):
-                                        sums = outer_taps(sums, xs, xrow + ow * cvl, dw * cvl,
-                                                          gf, grow + ow, plane_out, OB, KW, CV)
-                            store_sums(sums, sums_out, 0, P * vector, OB, P)
-                            for o in range(o0 - ob, OB):
+            block = claim(claimed)
+            while block < blocks:
+                for g in range(block * groups // blocks, (block + 1) * groups // blocks):
+                    acc[:] = 0
+                    bias_acc[:] = 0
+                    for n0 in range(0, n, chunk):
+                        m = min(chunk, n - n0)
+                        for s in range(m):
+                            _stage_channels(xf, ((n0 + s) * c_in + g * cg) * plane_in, cg, h,
+                                            width, rows, cols, top, left, xs, s * hp * wp * cvl,
+                                            cvl, positions, MAPS)
+                            for o in range(og):  # the bias gradient; brings grad_out to cache
+                                start = ((n0 + s) * c_out + g * og + o) * plane_out
+                                total = zero
+                                for t in range(plane_out):
+                                    total += gf[uint64(start + t)]
+                                bias_acc[o] += total
+                        for o0 in range(0, og, OB):
+                            ob = min(o0, og - OB)  # the last block moved back, its overlap skipped
+                            for i in range(kh):
+                                sums = zero_sums(xs, OUT)
+                                for s in range(m):
+                                    for oh in range(out_h):
+                                        xrow = (s * hp + oh + i * dh) * wp * cvl
+                                        grow = ((n0 + s) * c_out + g * og + ob) * plane_out + \
+                                            oh * out_w
+                                        for ow in range(out_w):
+                                            sums = outer_taps(sums, xs, xrow + ow * cvl, dw * cvl,
+                                                              gf, grow + ow, plane_out, OB, KW, CV)
+                                store_sums(sums, sums_out, 0, P * vector, OB, P)
+                                for o in range(o0 - ob, OB):
+                                    for j in range(KW):
+                                        at = (o * P + j * CV) * vector
+                                        for c in range(cg):
+                                            acc[ob + o, c, i, j] += sums_out[at + c]
+                    for o in range(og):
+                        bias[g * og + o] = bias_acc[o]
+                        for c in range(cg):
+                            for i in range(kh):
                                 for j in range(KW):
-                                    at = (o * P + j * CV) * vector
-                                    for c in range(cg):
-                                        acc[ob + o, c, i, j] += sums_out[at + c]
-                for o in range(og):
-                    bias[g * og + o] = bias_acc[o]
-                    for c in range(cg):
-                        for i in range(kh):
-                            for j in range(KW):
-                                grad[g * og + o, c, i, j] = acc[o, c, i, j]
+                                    grad[g * og + o, c, i, j] = acc[o, c, i, j]
+                block = claim(claimed)
 
     return parallel_kernel(channels_kernel)
 

@@ -40,6 +40,7 @@ from .direct import SPECIALISED, _geometry, _phase_planes
 from .forksafe import parallel_kernel
 from .gemm import _phase_shape
 from .simd import VECTOR_BYTES, channel_sums, lanes, store_sums, tap_row
+from .workers import claim, threads
 
 MAX_C_IN = 4  # input channels of the layers this kernel takes
 OUT_BLOCK = 3  # output channels per register block
@@ -68,7 +69,8 @@ def run(x, w, b, p, out=None):
     planes = np.empty(min(chunk, p.n) * p.c_in * sh * sw * hq * wq, p.dtype)
     for n0 in range(0, p.n, chunk):  # the phase planes of a chunk of samples at a time
         n1 = min(p.n, n0 + chunk)
-        kernel(x[n0:n1], w, bias, out[n0:n1], rows, cols, p.spec.pads[1][0], hq, wq, planes)
+        kernel(x[n0:n1], w, bias, out[n0:n1], rows, cols, p.spec.pads[1][0], hq, wq, planes,
+               threads())
     return out
 
 
@@ -85,34 +87,42 @@ def _kernel(KH, KW, SH, SW, DH, DW):
     OB, P = OUT_BLOCK, PIXEL_VECTORS
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def stem_kernel(x, w, b, out, rows, cols, left, hq, wq, planes):
+    def stem_kernel(x, w, b, out, rows, cols, left, hq, wq, planes, workers):
         n, c_out, out_h, out_w = out.shape
         c_in, h, width = x.shape[1:]
         xf, of, wf = x.reshape(-1), out.reshape(-1), w.reshape(-1)
         plane = hq * wq
         size = SH * SW * plane  # one channel's phase planes
-        for task in prange(n * c_in):
-            _phase_planes(xf, task * h * width, h, width, 1, rows, cols, left, SH, SW, hq, wq,
-                          planes[task * size:(task + 1) * size])
+        claimed = np.zeros(1, np.int64)  # the next task to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
+            task = claim(claimed)
+            while task < n * c_in:
+                _phase_planes(xf, task * h * width, h, width, 1, rows, cols, left, SH, SW, hq, wq,
+                              planes[task * size:(task + 1) * size])
+                task = claim(claimed)
         span = P * (VECTOR_BYTES // out.itemsize)
         bands = (out_h + BAND - 1) // BAND
         taps = c_in * KH * KW  # weights of one output channel
-        for task in prange(n * bands):
-            ni, band = task // bands, task % bands
-            for o0 in range(0, c_out, OB):  # a block of channels down the band: each
-                oc = min(o0, c_out - OB)  # channel's rows written in sequence
-                for oh in range(band * BAND, min(out_h, (band + 1) * BAND)):
-                    for c0 in range(0, out_w, span):
-                        c = min(c0, out_w - span)
-                        sums = channel_sums(b, oc, OB, P)
-                        for ci in range(c_in):
-                            for i in range(KH):
-                                pr, q = (i * DH) % SH, oh + (i * DH) // SH
-                                at = ((ni * c_in + ci) * SH + pr) * SW * plane + q * wq + c
-                                sums = tap_row(sums, planes, at, plane, 0, wf,
-                                               oc * taps + (ci * KH + i) * KW, taps,
-                                               OB, P, KW, SW, DW)
-                        store_sums(sums, of, ((ni * c_out + oc) * out_h + oh) * out_w + c,
-                                   out_h * out_w, OB, P)
+        claimed_bands = np.zeros(1, np.int64)  # the next task to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
+            task = claim(claimed_bands)
+            while task < n * bands:
+                ni, band = task // bands, task % bands
+                for o0 in range(0, c_out, OB):  # a block of channels down the band: each
+                    oc = min(o0, c_out - OB)  # channel's rows written in sequence
+                    for oh in range(band * BAND, min(out_h, (band + 1) * BAND)):
+                        for c0 in range(0, out_w, span):
+                            c = min(c0, out_w - span)
+                            sums = channel_sums(b, oc, OB, P)
+                            for ci in range(c_in):
+                                for i in range(KH):
+                                    pr, q = (i * DH) % SH, oh + (i * DH) // SH
+                                    at = ((ni * c_in + ci) * SH + pr) * SW * plane + q * wq + c
+                                    sums = tap_row(sums, planes, at, plane, 0, wf,
+                                                   oc * taps + (ci * KH + i) * KW, taps,
+                                                   OB, P, KW, SW, DW)
+                            store_sums(sums, of, ((ni * c_out + oc) * out_h + oh) * out_w + c,
+                                       out_h * out_w, OB, P)
+                task = claim(claimed_bands)
 
     return parallel_kernel(stem_kernel)
