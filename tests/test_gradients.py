@@ -154,6 +154,23 @@ def test_conv_transpose2d_out_float16():
     assert_close(into, expected, np.float16)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,groups", [((12, 2, 3, 5), 3), ((4, 3, 1, 1), 1), ((6, 1, 2, 3), 6)])
+def test_flipped_kernels_turn_each_kernel_and_swap_channels_in_its_group(shape, groups, dtype):
+    """The input gradient's correlation weights: out[g*cg + c, o] = w[g*og + o, c] rotated."""
+    from convkit.kernels.backward import flipped_kernels
+    w = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    c_out, cg = shape[:2]
+    og = c_out // groups
+    want = np.empty((groups * cg, og, *shape[2:]), dtype)
+    for g in range(groups):
+        for c in range(cg):
+            for o in range(og):
+                want[g * cg + c, o] = np.rot90(w[g * og + o, c], 2)
+    got = flipped_kernels(w, groups)
+    assert got.dtype == dtype and np.array_equal(got, want)
+
+
 def test_dense_gradients_in_bands_of_output_rows(monkeypatch):
     """Tiny column tiles force several bands per image (and the reflect border's fold
     across band edges) in both dense gradients and the forward."""

