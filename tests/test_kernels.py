@@ -584,6 +584,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(x, w, padding=1, groups=2, padding_mode='reflect')\n"
             "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
             " groups=2)\n"
+            "convkit.conv2d(np.ones((1, 32, 9, 9), np.float32),\n"  # 16 outputs a group
+            "               np.ones((32, 16, 3, 3), np.float32), padding=1, groups=2)\n"
             "x, w = np.ones((1, 32, 9, 9), np.float32), np.ones((8, 16, 3, 3), np.float32)\n"
             "convkit.conv2d_backward(np.ones((1, 8, 9, 9), np.float32), x, w, padding=1,"
             " groups=2)\n")
@@ -601,7 +603,9 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
     for kernel in ("phase_splitter.locals.phase_split", "gemm._im2col_phases",
                    "_kernel.locals.grouped_kernel", "grouped_grad._weight_grad",
                    "_channels.locals.channels_kernel",
-                   "stem._kernel.locals.stem_kernel", "_blocked.locals.blocked_kernel"):
+                   "stem._kernel.locals.stem_kernel", "_blocked.locals.blocked_kernel",
+                   "_outer.locals.outer_kernel", "grouped.pack_outer",
+                   "backward.flipped_kernels"):
         assert kernel in log, kernel
     assert "data loaded from" in log
     assert "data saved" not in log, "a kernel was compiled again in a fresh process"

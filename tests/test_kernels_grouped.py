@@ -137,8 +137,9 @@ def test_blocked_layout_against_reference(cg, og, d, left_share, top, bottom, h,
         return  # no output rows
     if grouped.block_shape(problem) is None:
         return  # a plane smaller than every block: the masked layout, tested above
-    assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "blocked"
-    out = kernels.run(x, w, b, problem)
+    with mock.patch.object(grouped, "outer_shape", lambda p: None):  # (else some are outer's)
+        assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "blocked"
+        out = kernels.run(x, w, b, problem)
     assert_close(out, conv2d_reference(x, w, b, problem.spec), dtype)
 
 
@@ -159,9 +160,10 @@ def test_blocked_layout_block_shapes(og, hw, k, conv, block, dtype):
     b = rng.standard_normal(2 * og).astype(dtype)
     before = x.copy()
     problem = problem_of((1, *x.shape), w.shape, np.float32, groups=2, **conv)
-    assert grouped.layout(problem) == "blocked" and grouped.block_shape(problem) == block
-    assert_close(convkit.conv2d(x, w, b, groups=2, **conv),
-                 torch_conv2d(x, w, b, groups=2, **conv), dtype)
+    with mock.patch.object(grouped, "outer_shape", lambda p: None):  # 16 and 32: outer's
+        assert grouped.layout(problem) == "blocked" and grouped.block_shape(problem) == block
+        assert_close(convkit.conv2d(x, w, b, groups=2, **conv),
+                     torch_conv2d(x, w, b, groups=2, **conv), dtype)
     assert np.array_equal(x, before)
 
 
@@ -178,7 +180,8 @@ def test_blocked_layout_tail_block(width, tail, dtype):
     problem = problem_of(x.shape, w.shape, np.float32, **conv)
     assert grouped.block_shape(problem) == (4, 5)
     assert grouped.tail_vectors(width, 5, np.dtype(np.float32)) == tail
-    assert_close(convkit.conv2d(x, w, b, **conv), torch_conv2d(x, w, b, **conv), dtype)
+    with mock.patch.object(grouped, "outer_shape", lambda p: None):  # 16 a group: outer's
+        assert_close(convkit.conv2d(x, w, b, **conv), torch_conv2d(x, w, b, **conv), dtype)
 
 
 @pytest.mark.parametrize("hw,k,conv,expected", [
@@ -195,8 +198,69 @@ def test_blocked_layout_tail_block(width, tail, dtype):
     ((14, 14), 3, dict(), "unpadded"),
 ])
 def test_grouped_layout(hw, k, conv, expected):
-    problem = problem_of((1, 32, *hw), (32, 16, k, k), groups=2, **conv)
+    """Output channels that fill no whole vectors (12 a group): the other layouts."""
+    problem = problem_of((1, 32, *hw), (24, 16, k, k), groups=2, **conv)
     assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == expected
+
+
+@pytest.mark.parametrize("og,k,expected", [
+    (LANES, 3, "outer"), (2 * LANES, 5, "outer"), (LANES, 1, "blocked"),  # 1 wide: no sharing
+    (3 * LANES, 3, "blocked"), (LANES // 2, 3, "blocked"),
+])
+def test_outer_layout_where_output_channels_fill_one_or_two_vectors(og, k, expected):
+    problem = problem_of((1, 32, 14, 14), (2 * og, 16, k, k), padding=k // 2, groups=2)
+    assert grouped.layout(problem) == expected
+
+
+OUTER_GEOMETRY = [(3, 1), (5, 1), (3, 2), (7, 1)]  # (kernel, dilation) in direct.SPECIALISED
+
+
+@settings(deadline=None, max_examples=40)
+@given(cg=st.integers(2, 20), vectors=st.integers(1, 2), geometry=st.sampled_from(OUTER_GEOMETRY),
+       top=st.integers(0, 3), bottom=st.integers(0, 3), left=st.integers(0, 3),
+       right=st.integers(0, 3), mode=st.sampled_from(MODES), h=st.integers(1, 9),
+       width=st.integers(1, 40), n=st.integers(1, 2), dtype=st.sampled_from(DTYPES))
+def test_outer_layout_against_reference(cg, vectors, geometry, top, bottom, left, right, mode,
+                                        h, width, n, dtype):
+    """Output channels in one or two whole vectors: blocks of a row's pixels (rows narrower
+    and wider than a vector, the last block moved back), every padding and mode, dilation."""
+    k, d = geometry
+    og = vectors * simd.lanes(np.dtype(dtype))
+    x, w, b = arrays(n, cg, og, 2, k, (h, width), dtype, cg + og + width)
+    conv = dict(padding=((top, bottom), (left, right)), dilation=d, groups=2, padding_mode=mode)
+    try:
+        problem = problem_of(x.shape, w.shape, dtype, **conv)
+    except ValueError:
+        return  # no output, or a reflection wider than the input
+    assert kernels.choose(problem).name == "grouped" and grouped.layout(problem) == "outer"
+    before = x.copy()
+    assert_close(kernels.run(x, w, b, problem), conv2d_reference(x, w, b, problem.spec), dtype)
+    assert np.array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("conv", [dict(padding=1), dict(padding=(2, 1), padding_mode="reflect"),
+                                  dict(padding=2, dilation=2)])
+def test_outer_layout_gradients_against_torch(conv, dtype):
+    """The input gradient's correlation on the outer layout (its weights flipped and packed in
+    one pass, pack_outer's ``flip``; with a padding mode, folded back), unbatched and sliced
+    input, against torch."""
+    from convkit.kernels import backward
+    lanes = simd.lanes(np.dtype(dtype))
+    rng = np.random.default_rng(lanes)
+    x = rng.standard_normal((2 * lanes, 11, 2 * 19)).astype(dtype)[:, :, ::2]  # non-contiguous
+    w = rng.standard_normal((2 * 3, lanes, 3, 3)).astype(dtype)  # 3 outputs, lanes inputs
+    go = rng.standard_normal((2 * 3, *convkit.conv2d(x, w, groups=2, **conv).shape[1:]))
+    problem = problem_of((1, *x.shape), w.shape, dtype, groups=2, **conv)
+    flipped = problem_of((1, 6, problem.out_h, problem.out_w), (2 * lanes, 3, 3, 3), dtype,
+                         groups=2, padding=1)
+    assert grouped.layout(flipped) == "outer"  # the correlation: lanes outputs a group
+    got = convkit.conv2d_backward(go.astype(dtype), x, w, groups=2, **conv)
+    for mine, theirs in zip(got, torch_conv2d_grads(go, x, w, groups=2, **conv)):
+        assert_close(mine, theirs, dtype)
+    packed = grouped.pack_outer(w, 2, True).reshape(2, 3, 9, lanes)
+    flipped_w = backward.flipped_kernels(w, 2).reshape(2, lanes, 3, 9)
+    assert np.array_equal(packed, flipped_w.transpose(0, 2, 3, 1))
 
 
 def test_masked_layout_where_no_block_fits():
@@ -205,7 +269,7 @@ def test_masked_layout_where_no_block_fits():
     def kind(h, w, og=4):
         return grouped.layout(problem_of((1, 8, h, w), (2 * og, 4, 3, 3), padding=1, groups=2))
     narrow = "masked" if 3 * LANES <= grouped.MASKED_MAX_WIDTH else "padded"
-    assert [kind(2, 2 * LANES), kind(1, 3 * LANES), kind(1, 3 * LANES, og=8)] == [
+    assert [kind(2, 2 * LANES), kind(1, 3 * LANES), kind(1, 3 * LANES, og=12)] == [
         "masked", narrow, "blocked"]
 
 

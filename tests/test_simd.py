@@ -4,8 +4,9 @@ import pytest
 from numba import njit
 
 from convkit.kernels import simd
-from convkit.kernels.simd import (channel_sums, outer_taps, rows_block, splat_pack, store_sums,
-                                  tap_row, transpose_store, vload, vstore, zero_sums)
+from convkit.kernels.simd import (bias_vectors, channel_sums, copy_part, outer_taps, pixel_taps,
+                                  rows_block, splat_pack, store_sums, store_transposed, tap_row,
+                                  transpose_store, vload, vstore, zero_sums)
 
 DTYPES = [np.float32, np.float64]
 
@@ -159,3 +160,56 @@ def test_transpose_store_turns_rows_of_pixels_into_pixels_of_channels(dtype):
     for k in range(n):
         want[1 + positions[2 + k]:][:n] = src[3 + np.arange(n) * 40 + k]
     np.testing.assert_array_equal(dst, want)
+
+
+def _pixel_block(OB, KW, CV, DW):
+    @njit
+    def block(b, src, s0, w, w0, dst, d0, ostride, rows, rstride, wrstride):
+        sums = bias_vectors(b, 0, OB, CV)
+        for r in range(rows):
+            sums = pixel_taps(sums, src, s0 + r * rstride, w, w0 + r * wrstride, OB, KW, CV, DW)
+        store_transposed(sums, dst, d0, ostride, OB, CV)
+    return block
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ob, kw, cv, dw", [(None, 3, 1, 1), (7, 3, 2, 1), (5, 2, 1, 2),
+                                            (-2, 5, 1, 1)])
+def test_pixel_taps_sum_over_output_channels_and_store_turned(dtype, ob, kw, cv, dw):
+    """dst[d0 + (v*lanes + c)*ostride + o] = b[v*lanes + c] + sum over rows r and taps j of
+    src[s0 + r*rstride + o + j*dw] * w[w0 + r*wrstride + (j*cv + v)*lanes + c], for o < OB
+    (a whole vector of pixels, or fewer: nothing else written)."""
+    n = lanes(dtype)
+    ob = n if ob is None else ob % n
+    rng = np.random.default_rng(ob + kw)
+    b = rng.standard_normal(cv * n).astype(dtype)
+    src = rng.standard_normal(200).astype(dtype)
+    rows, rstride, wrstride = 3, 40, kw * cv * n
+    w = rng.standard_normal(rows * wrstride + 5).astype(dtype)
+    dst = np.full(cv * n * 30 + 40, np.nan, dtype=dtype)
+    _pixel_block(ob, kw, cv, dw)(b, src, 3, w, 2, dst, 1, 30, rows, rstride, wrstride)
+    want = np.full_like(dst, np.nan)
+    for v in range(cv):
+        for c in range(n):
+            for o in range(ob):
+                taps = [src[3 + r * rstride + o + j * dw]
+                        * w[2 + r * wrstride + (j * cv + v) * n + c]
+                        for r in range(rows) for j in range(kw)]
+                want[1 + (v * n + c) * 30 + o] = b[v * n + c] + np.sum(taps, dtype=np.float64)
+    np.testing.assert_allclose(dst, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@njit
+def _copy_part(src, s0, dst, d0, count):
+    copy_part(src, s0, dst, d0, count)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_copy_part_moves_fewer_than_a_vector_and_nothing_else(dtype):
+    for count in range(lanes(dtype)):
+        src = np.arange(40, dtype=dtype)
+        dst = np.full(40, -1, dtype=dtype)
+        _copy_part(src, 3, dst, 5, count)
+        want = np.full(40, -1, dtype=dtype)
+        want[5:5 + count] = src[3:3 + count]
+        np.testing.assert_array_equal(dst, want)

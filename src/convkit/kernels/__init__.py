@@ -108,8 +108,11 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 
 # The table.  Order matters: the first kernel whose ``supports`` accepts wins.
 #   grouped     grouped, 2-32 input and >= 4 output channels per group, stride 1 (ResNeXt,
-#               ShuffleNet's grouped 1x1): too small for BLAS, so a direct loop over flat
-#               planes (grouped.layout): zero-padded "same" planes, and 1x1 read in place,
+#               ShuffleNet's grouped 1x1): too small for BLAS, so direct loops (grouped.layout):
+#               output channels filling 1-2 whole vectors, kernels >= 2 wide: vectorised over
+#               output channels, blocks of a row's pixels, one padded copy, stored turned
+#               into the planes in registers; else over flat planes:
+#               zero-padded "same" planes, and 1x1 read in place,
 #               in explicit-vector register blocks of 4 output channels x 5 vectors of
 #               pixels (or 5 x 4, 8 x 3; a plane's last pixels in a block of as many
 #               vectors as they fill) over masked copies at the input's pitch, stored

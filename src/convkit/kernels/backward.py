@@ -7,7 +7,8 @@ Routes, first match wins (the same for both gradients where it applies):
 ``input_gradient``  d(out)/d(input) applied to grad_output -- a transposed convolution.
     Stride 1 (dense or grouped): a forward correlation of grad_output with the flipped
     kernels, on the forward table's kernels (Winograd, GEMM or direct, whichever the table
-    picks; measured faster than the col2im scatter below); zero padding within the
+    picks; measured faster than the col2im scatter below; on grouped.py's ``outer`` layout
+    the kernels are flipped and packed for it in one pass); zero padding within the
     kernel's extent gives the input gradient directly, any other padding is folded back
     through the index maps.  Small groups at a stride: where zero padding keeps ``W_out ==
     W / stride`` (MobileNet's strided depthwise), gathered per input stride phase in flat
@@ -40,7 +41,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..spec import ConvSpec, PaddingMode
-from . import Problem, blas, gemm, grouped_grad, run, winograd
+from . import Problem, blas, choose, gemm, grouped, grouped_grad, run, winograd
 from .direct import _pad_planes
 from .forksafe import parallel_kernel
 from .grouped import wrapped_columns
@@ -160,17 +161,26 @@ def _correlation_input_gradient(grad_out, w, p, out=None):
     and folded back onto the input through the padding maps."""
     g = p.spec.groups
     (dh, dw) = p.spec.dilation
-    flipped = flipped_kernels(w, g)
     extent = ((p.kh - 1) * dh, (p.kw - 1) * dw)
     inside = p.spec.padding_mode is PaddingMode.ZEROS and all(
         lo <= e and hi <= e for (lo, hi), e in zip(p.spec.pads, extent))
     pads = tuple((e - lo, e - hi) if inside else (e, e)
                  for (lo, hi), e in zip(p.spec.pads, extent))
     spec = ConvSpec((1, 1), pads, p.spec.dilation, g, PaddingMode.ZEROS)
-    problem = Problem.of(grad_out.shape, flipped.shape, spec, p.dtype)
+    problem = Problem.of(grad_out.shape, (p.c_in, p.group_out, p.kh, p.kw), spec, p.dtype)
+    if choose(problem).name == "grouped" and grouped.layout(problem) == "outer":
+        packed = grouped.pack_outer(w, g, True)  # flipped and packed in one pass
+
+        def correlate(out=None):
+            return grouped.run_outer(grad_out, packed, None, problem, out)
+    else:
+        flipped = flipped_kernels(w, g)
+
+        def correlate(out=None):
+            return run(grad_out, flipped, None, problem, out=out)
     if inside:
-        return run(grad_out, flipped, None, problem, out=out)  # (N, C_in, H, W)
-    correlation = run(grad_out, flipped, None, problem)
+        return correlate(out)  # (N, C_in, H, W)
+    correlation = correlate()
     rows, cols = _geometry(p)[:2]
     grad = _grad_array(p, out, zeroed=False)
     _fold_planes(correlation, grad, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0],

@@ -8,6 +8,25 @@ its overhead and waking BLAS's own thread pool), yet the flat-plane loop of
 and is load bound (single thread on the ResNeXt deep stage: ~33 GFLOP/s there,
 ~55 here).
 
+Where the group's output channels fill one or two whole vectors (16 or 32 float32 with
+AVX-512: ResNeXt's 14x14 and 7x7 stages) and the kernel is at least 2 wide, the *outer*
+layout runs ``_outer``, vectorised over output channels: one zero-padded copy of the group's
+input planes (rows copied in whole vectors plus one masked part: nothing past a row touched,
+so the border zeroed once per worker stays zero; other padding modes through the index
+maps), then per block of a row's pixels the sums of every output channel in registers, each
+input value broadcast once for the taps that read it (``simd.pixel_taps``: per input
+channel and kernel row ``KW`` weight vectors and ``OB + KW - 1`` broadcasts for ``OB * KW``
+multiply-adds, no padded or repeated pixel computed), stored turned into the output planes
+in registers under a mask (``simd.store_transposed``: 64 shuffles per 16 x 16).  Against
+``blocked`` below (interleaved through conv2d, Emerald Rapids): ResNeXt's deep stage
+0.77-0.90x the time (its conv2d_backward 0.79-0.92x: the input gradient's correlation runs
+here, its weights flipped and packed in one pass), 7x7 with 32 a group 0.47x (kernel
+alone; 0.76x through conv2d), 5x5 with 16 a group 0.75x; float64 0.95-1.0x.  A 1-wide
+kernel stays ``blocked`` (nothing shared: one broadcast per multiply-add, 1.3x).  The
+padded copy was at first ``pad_plane``'s, through the maps: 0.6-0.7 ms of 1.9 on the deep
+stage, against ~0.1 now.  An earlier try of the same idea, LLVM-vectorised (listed below),
+lost to the transpose through memory.
+
 Where the output plane keeps the input's width with zero padding (ResNeXt's 3x3 with
 padding 1) or reads the input in place (a grouped 1x1), and the plane holds a register
 block, the *blocked* layout runs ``_blocked``: blocks of 4 output channels x 5 vectors of
@@ -105,7 +124,8 @@ from numba import njit, prange, uint64
 from ..spec import PaddingMode
 from .direct import SPECIALISED, _geometry, _zero_padded
 from .forksafe import parallel_kernel
-from .simd import VECTOR_BYTES, channel_sums, lanes, store_sums, tap_row
+from .simd import (VECTOR_BYTES, bias_vectors, channel_sums, copy_part, lanes, pixel_taps,
+                   store_sums, store_transposed, tap_row, vload, vstore)
 from .workers import claim, parallel_blocks, threads
 
 TILE = 1024  # flat positions per tile
@@ -176,7 +196,9 @@ def tail_vectors(size, vectors, dtype) -> int:
 
 
 def layout(p) -> str:
-    """How the kernel lays out a group's input planes for ``p``: ``blocked`` (zero padding
+    """How the kernel lays out a group's input planes for ``p``: ``outer`` (output channels
+    filling one or two vectors, a kernel at least 2 wide: ``_outer`` over one padded copy,
+    any padding), ``blocked`` (zero padding
     keeping the width, or none with a 1-wide kernel, and a register block that fits: the
     explicit-vector kernel ``_blocked`` over masked copies, or the input read in place),
     ``unpadded`` (no padding: read in place from the caller's array), ``masked`` (zero
@@ -184,6 +206,8 @@ def layout(p) -> str:
     wide: one copy per tap column at the input's pitch, see the module docstring) or
     ``padded`` (through the index maps)."""
     spec = p.spec
+    if outer_shape(p) is not None:
+        return "outer"
     if _zero_padded(p) and p.out_w == p.w and block_shape(p) is not None:
         return "blocked"
     if spec.pads == ((0, 0), (0, 0)):
@@ -203,6 +227,8 @@ def run(x, w, b, p, out=None):
     dh, dw = spec.dilation
     kind = layout(p)
     n_blocks = parallel_blocks(p.n * spec.groups)
+    if kind == "outer":
+        return run_outer(x, pack_outer(w, spec.groups, False), b, p, out)
     if kind == "blocked":
         in_place = spec.pads == ((0, 0), (0, 0))
         ob, vectors = block_shape(p)
@@ -214,6 +240,17 @@ def run(x, w, b, p, out=None):
     _kernel(p.kh, p.kw, dh, dw, cu, kind == "masked")(
         x, pack_weights(w, spec.groups, cu), bias, out, rows, cols, top, left,
         kind == "unpadded", n_blocks, threads())
+    return out
+
+
+def run_outer(x, packed, b, p, out=None):
+    """The ``outer`` layout on weights already packed (``pack_outer``)."""
+    rows, cols = p.index_maps()
+    out = p.output(out)
+    bias = np.zeros(p.c_out, p.dtype) if b is None else b
+    _outer(p.kh, p.kw, *p.spec.dilation, *outer_shape(p), _zero_padded(p))(
+        x, packed, bias, out, rows, cols, p.spec.pads[0][0], p.spec.pads[1][0], p.spec.groups,
+        parallel_blocks(p.n * p.spec.groups), threads())
     return out
 
 
@@ -394,6 +431,115 @@ def _blocked(KH, KW, DH, DW, OB, P, TAIL, COPY):
                 block = claim(claimed)
 
     return parallel_kernel(blocked_kernel)
+
+
+def outer_shape(p):
+    """The ``outer`` layout's register block for ``p``, ``(pixels, channel vectors)``: where the
+    group's output channels fill one or two whole vectors and the kernel is at least 2 wide
+    (its taps share the broadcast inputs), ``OB`` neighbouring pixels of a row (the row's
+    width, at most a vector's lanes and 24 sums); else None."""
+    vector = lanes(p.dtype)
+    cv, rest = divmod(p.group_out, vector)
+    if rest or cv not in (1, 2) or p.kw < 2:
+        return None
+    return min(p.out_w, vector, 24 // cv), cv
+
+
+@lru_cache(maxsize=None)
+def _outer(KH, KW, DH, DW, OB, CV, ZERO):
+    """Vectorised over output channels: each task (one group of one sample) copies its input
+    planes onto padded planes through the index maps (every padding mode), then for each
+    output row, blocks of ``OB`` neighbouring pixels: sums of ``CV`` vectors of the group's
+    output channels per pixel, started at the biases, plus per input channel and kernel row
+    ``simd.pixel_taps`` (``KW * CV`` weight vectors, each input value broadcast once for the
+    taps that read it), stored turned into the channels' planes (``simd.store_transposed``).
+    No pixel computed twice except where a row's last block is moved back, one padded copy
+    instead of the masked layout's one per tap column."""
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def outer_kernel(x, wp, b, out, rows, cols, top, left, groups, n_blocks, workers):
+        n, c_out, out_h, out_w = out.shape
+        c_in, h, width = x.shape[1:]
+        cg, og = c_in // groups, c_out // groups
+        pitch = cols.size
+        plane = rows.size * pitch
+        size = out_h * out_w
+        of, xf = out.reshape(-1), x.reshape(-1)
+        tasks = n * groups
+        claimed = np.zeros(1, np.int64)  # the next block to claim
+        for _ in prange(workers):  # one worker a thread (workers.py)
+            planes = np.zeros(cg * plane, dtype=x.dtype)  # ZERO: the border stays zero
+            block = claim(claimed)
+            while block < n_blocks:
+                for task in range(block * tasks // n_blocks, (block + 1) * tasks // n_blocks):
+                    ni, g = task // groups, task % groups
+                    for ci in range(cg):
+                        if ZERO:
+                            copy_rows(xf, ((ni * c_in + g * cg + ci) * h) * width, h, width,
+                                      planes, ci * plane + top * pitch + left, pitch)
+                        else:
+                            pad_plane(x[ni, g * cg + ci].reshape(-1), width, rows, cols, left,
+                                      planes, ci * plane, pitch)
+                    for y in range(out_h):
+                        for x0 in range(0, out_w, OB):
+                            at = min(x0, out_w - OB)  # the row's last block moved back
+                            sums = bias_vectors(b, g * og, OB, CV)
+                            for ci in range(cg):
+                                for i in range(KH):
+                                    sums = pixel_taps(sums, planes, ci * plane + (y + i * DH)
+                                                      * pitch + at, wp,
+                                                      ((g * cg + ci) * KH + i) * KW * og,
+                                                      OB, KW, CV, DW)
+                            store_transposed(sums, of, ((ni * c_out + g * og) * out_h + y)
+                                             * out_w + at, size, OB, CV)
+                block = claim(claimed)
+
+    return parallel_kernel(outer_kernel)
+
+
+@njit(inline="always")
+def copy_rows(src, s0, h, width, dst, d0, pitch):
+    """``h`` rows of ``width`` from ``src[s0:]`` (one after another) to ``dst[d0:]``, ``pitch``
+    apart: whole vectors, then the rest of each row under a mask (nothing past a row read or
+    written, so a zero border around the rows stays zero)."""
+    vector = VECTOR_BYTES // dst.itemsize
+    whole = width - width % vector
+    for r in range(h):
+        s, d = s0 + r * width, d0 + r * pitch
+        for k in range(0, whole, vector):
+            vstore(dst, d + k, vload(src, s + k))
+        if whole < width:
+            copy_part(src, s + whole, dst, d + whole, width - whole)
+
+
+@njit(cache=True)
+def pack_outer(w, groups, flip):
+    """The ``outer`` layout's weights, flat: each (group, input channel, tap)'s weights one
+    run of the group's output channels.  ``flip``: those of the input gradient's correlation
+    instead (its input channels are ``w``'s output channels and the reverse, every kernel
+    turned by 180 degrees: ``backward.flipped_kernels``, packed in the same pass)."""
+    c_out, cg, kh, kw = w.shape
+    og = c_out // groups
+    taps = kh * kw
+    src = w.reshape(-1)
+    dst = np.empty(w.size, w.dtype)
+    d = 0
+    for g in range(groups):
+        if flip:  # [g, o, t, c] = w[g*og + o, c, taps - 1 - t]
+            for o in range(og):
+                first = (g * og + o) * cg * taps + taps - 1
+                for t in range(taps):
+                    for c in range(cg):
+                        dst[d] = src[first + c * taps - t]
+                        d += 1
+        else:  # [g, c, t, o] = w[g*og + o, c, t]
+            for c in range(cg):
+                for t in range(taps):
+                    first = (g * og * cg + c) * taps + t
+                    for o in range(og):
+                        dst[d] = src[first + o * cg * taps]
+                        d += 1
+    return dst
 
 
 @njit(inline="always")

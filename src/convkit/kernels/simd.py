@@ -29,7 +29,14 @@ directly:
     ``OB * KW * CV`` multiply-adds, carried the same way; grouped_grad.py's weight gradient);
 ``transpose_store``
     a ``lanes x lanes`` block of channel rows turned in registers into pixels of channels,
-    each stored where a position table puts it (grouped_grad.py's channels-last staging).
+    each stored where a position table puts it (grouped_grad.py's channels-last staging);
+``bias_vectors``, ``pixel_taps``, ``store_transposed``
+    a block of ``OB`` pixels x ``CV`` vectors of output channels: started at the biases, one
+    kernel row of taps added (``KW * CV`` weight vectors, each input value broadcast once
+    for the taps that read it), stored turned into each channel's run of pixels under a
+    mask (grouped.py's ``outer`` layout);
+``copy_part``
+    fewer than ``lanes`` elements copied by one masked load and store.
 
 A vector is 64 bytes where the CPU has AVX-512, 32 with AVX2, else 16 (``VECTOR_BYTES``, from
 the features Numba compiles for).  LLVM splits a wider vector into native ones, so the code
@@ -428,3 +435,126 @@ def transpose_store(typingctx, src, s0, sstride, dst, d0, positions, p0):
             builder.store(row, _at(builder, dst_data, at, vt), align=1)
         return context.get_dummy_value()
     return types.none(src, s0, sstride, dst, d0, positions, p0), codegen
+
+
+@intrinsic
+def bias_vectors(typingctx, b, start, OB, CV):
+    """``OB * CV`` vectors: vector ``o*CV + v`` is ``b[start + v*lanes :][:lanes]`` (the
+    starting sums of ``OB`` pixels, each a run of ``CV`` vectors of output channels)."""
+    if not _literal_ints(OB, CV):
+        return None
+    vector = _vector_of(b.dtype)
+    ob, cv = OB.literal_value, CV.literal_value
+    pack = VectorPack(b.dtype, vector.lanes, ob * cv)
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(vector)
+        data = _data(context, builder, sig.args[0], args[0])
+        first = _index(context, builder, args[1], sig.args[1])
+        rows = [builder.load(_at(builder, data, builder.add(first, first.type(v * vt.count)), vt),
+                             align=1) for v in range(cv)]
+        value = ir.Constant(context.get_value_type(pack), ir.Undefined)
+        for o in range(ob):
+            for v in range(cv):
+                value = builder.insert_value(value, rows[v], o * cv + v)
+        return value
+    return pack(b, start, OB, CV), codegen
+
+
+@intrinsic
+def pixel_taps(typingctx, sums, src, s0, w, w0, OB, KW, CV, DW):
+    """``sums`` (``bias_vectors``) plus one kernel row of taps over ``OB`` neighbouring pixels,
+    vectorised over output channels, returned::
+
+        sums[o*CV + v] += src[s0 + o + j*DW] * w[w0 + (j*CV + v)*lanes + t]
+
+    for ``o < OB``, ``j < KW``, ``v < CV``, every lane ``t``: ``KW * CV`` weight vectors and
+    ``OB + (KW - 1)*DW`` broadcast input values (each shared by the taps that read it) for
+    ``OB * KW * CV`` multiply-adds (grouped.py's ``outer`` layout)."""
+    if not _literal_ints(OB, KW, CV, DW):
+        return None
+    ob, kw, cv, dw = (t.literal_value for t in (OB, KW, CV, DW))
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        vt = context.get_value_type(sig.args[0]).element
+        src_data = _data(context, builder, sig.args[1], args[1])
+        w_data = _data(context, builder, sig.args[3], args[3])
+        s, w0 = (_index(context, builder, args[k], sig.args[k]) for k in (2, 4))
+        weights = [[builder.load(_at(builder, w_data, builder.add(w0, w0.type((j * cv + v)
+                                                                              * vt.count)), vt),
+                                 align=1) for v in range(cv)] for j in range(kw)]
+        values = {}
+        for o in range(ob):
+            for j in range(kw):
+                at = o + j * dw
+                if at not in values:
+                    values[at] = _broadcast(builder, vt, src_data, builder.add(s, s.type(at)))
+                for v in range(cv):
+                    k = o * cv + v
+                    value = builder.insert_value(value, _fma(
+                        builder, values[at], weights[j][v], builder.extract_value(value, k)), k)
+        return value
+    return sums(sums, src, s0, w, w0, OB, KW, CV, DW), codegen
+
+
+@intrinsic
+def store_transposed(typingctx, sums, dst, d0, ostride, OB, CV):
+    """``dst[d0 + (v*lanes + c)*ostride + o] = sums[o*CV + v][c]`` for ``o < OB``, ``v < CV``,
+    every lane ``c``: ``OB`` pixels' runs of output-channel vectors written as each output
+    channel's run of ``OB`` pixels (``OB <= lanes``), turned in registers (``_transpose``)
+    and stored under a mask of ``OB`` lanes (nothing past them written)."""
+    if not _literal_ints(OB, CV):
+        return None
+    ob, cv = OB.literal_value, CV.literal_value
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(sig.args[0]).element
+        lanes = vt.count
+        data = _data(context, builder, sig.args[1], args[1])
+        d, step = (_index(context, builder, args[k], sig.args[k]) for k in (2, 3))
+        zero = ir.Constant(vt, None)
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes),
+                           [1 if c < ob else 0 for c in range(lanes)])
+        store = _masked_memory(builder, vt, "store")
+        for v in range(cv):
+            rows = [builder.extract_value(args[0], o * cv + v) if o < ob else zero
+                    for o in range(lanes)]
+            for c, row in enumerate(_transpose(builder, rows)):
+                at = builder.add(d, builder.mul(step, step.type(v * lanes + c)))
+                builder.call(store, [row, _at(builder, data, at, vt),
+                                     ir.Constant(ir.IntType(32), 4), mask])
+        return context.get_dummy_value()
+    return types.none(sums, dst, d0, ostride, OB, CV), codegen
+
+
+def _masked_memory(builder, vt, name):
+    """``llvm.masked.load`` / ``llvm.masked.store`` for vectors of type ``vt``."""
+    width = 32 if vt.element == ir.FloatType() else 64
+    bits = ir.VectorType(ir.IntType(1), vt.count)
+    suffix = f"v{vt.count}f{width}.p0v{vt.count}f{width}"
+    if name == "load":
+        signature = ir.FunctionType(vt, [vt.as_pointer(), ir.IntType(32), bits, vt])
+    else:
+        signature = ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), ir.IntType(32), bits])
+    return cgutils.get_or_insert_function(builder.module, signature, f"llvm.masked.{name}.{suffix}")
+
+
+@intrinsic
+def copy_part(typingctx, src, s0, dst, d0, count):
+    """``dst[d0 : d0 + count] = src[s0 : s0 + count]`` for ``count < lanes``, one masked load
+    and store: nothing read or written past ``count``."""
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(_vector_of(sig.args[0].dtype))
+        src_data = _data(context, builder, sig.args[0], args[0])
+        dst_data = _data(context, builder, sig.args[2], args[2])
+        s, d, n = (_index(context, builder, args[k], sig.args[k]) for k in (1, 3, 4))
+        lanes = ir.Constant(ir.VectorType(n.type, vt.count), list(range(vt.count)))
+        mask = builder.icmp_signed("<", lanes, _splat(builder, lanes.type, n))
+        align = ir.Constant(ir.IntType(32), 1)
+        v = builder.call(_masked_memory(builder, vt, "load"),
+                         [_at(builder, src_data, s, vt), align, mask, ir.Constant(vt, None)])
+        builder.call(_masked_memory(builder, vt, "store"), [v, _at(builder, dst_data, d, vt),
+                                                            align, mask])
+        return context.get_dummy_value()
+    return types.none(src, s0, dst, d0, count), codegen
