@@ -212,6 +212,16 @@ def test_outer_layout_where_output_channels_fill_one_or_two_vectors(og, k, expec
     assert grouped.layout(problem) == expected
 
 
+@pytest.mark.parametrize("width,pixels", [(LANES - 2, LANES - 2), (2 * LANES - 2, LANES - 1),
+                                          (2 * LANES + 1, -(-(2 * LANES + 1) // 3))])
+def test_outer_blocks_split_a_row_evenly(width, pixels):
+    """A row in as few blocks of at most a vector of pixels as it takes, as even as they come
+    (two vectors less two pixels: two blocks of a vector less one, not a whole vector and a
+    block moved back over it)."""
+    problem = problem_of((1, 32, 3, width), (2 * LANES, 16, 3, 3), padding=1, groups=2)
+    assert grouped.outer_shape(problem) == (pixels, 1)
+
+
 OUTER_GEOMETRY = [(3, 1), (5, 1), (3, 2), (7, 1)]  # (kernel, dilation) in direct.SPECIALISED
 
 

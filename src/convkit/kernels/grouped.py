@@ -21,7 +21,8 @@ in registers under a mask (``simd.store_transposed``: 64 shuffles per 16 x 16). 
 ``blocked`` below (interleaved through conv2d, Emerald Rapids): ResNeXt's deep stage
 0.77-0.90x the time (its conv2d_backward 0.79-0.92x: the input gradient's correlation runs
 here, its weights flipped and packed in one pass), 7x7 with 32 a group 0.47x (kernel
-alone; 0.76x through conv2d), 5x5 with 16 a group 0.75x; float64 0.95-1.0x.  A 1-wide
+alone; 0.76x through conv2d), 5x5 with 16 a group 0.75x; float64 0.87-0.91x (rows of 14
+in blocks of 7 + 7: 8 + 8 with the last moved back took 0.95-1.0x).  A 1-wide
 kernel stays ``blocked`` (nothing shared: one broadcast per multiply-add, 1.3x).  The
 padded copy was at first ``pad_plane``'s, through the maps: 0.6-0.7 ms of 1.9 on the deep
 stage, against ~0.1 now.  An earlier try of the same idea, LLVM-vectorised (listed below),
@@ -436,13 +437,15 @@ def _blocked(KH, KW, DH, DW, OB, P, TAIL, COPY):
 def outer_shape(p):
     """The ``outer`` layout's register block for ``p``, ``(pixels, channel vectors)``: where the
     group's output channels fill one or two whole vectors and the kernel is at least 2 wide
-    (its taps share the broadcast inputs), ``OB`` neighbouring pixels of a row (the row's
-    width, at most a vector's lanes and 24 sums); else None."""
+    (its taps share the broadcast inputs), ``OB`` neighbouring pixels of a row: the row split
+    into as few blocks as hold at most a vector's lanes and 24 sums, as even as they come
+    (14 float64 pixels: 7 + 7, not 8 + 8 with the last moved back); else None."""
     vector = lanes(p.dtype)
     cv, rest = divmod(p.group_out, vector)
     if rest or cv not in (1, 2) or p.kw < 2:
         return None
-    return min(p.out_w, vector, 24 // cv), cv
+    blocks = -(-p.out_w // min(vector, 24 // cv))  # of a row, as even as they come
+    return -(-p.out_w // blocks), cv
 
 
 @lru_cache(maxsize=None)
