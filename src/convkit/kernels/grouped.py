@@ -410,24 +410,13 @@ def _blocked(KH, KW, DH, DW, OB, P, TAIL, COPY):
                     first = 0 if COPY else (ni * c_in + g * cg) * h * width  # channel 0's plane
                     for o0 in range(0, og, OB):
                         oc = g * og + min(o0, og - OB)
+                        at = first, channel, width, copy, cg, taps
                         for t in range(0, size - span + 1, span):
-                            sums = channel_sums(b, oc, OB, P)
-                            for ci in range(cg):
-                                for i in range(KH):
-                                    sums = tap_row(sums, src, first + ci * channel
-                                                   + i * DH * width + t, 0, copy, wf,
-                                                   (oc * cg + ci) * KH * KW + i * KW, taps,
-                                                   OB, P, KW, 1, DW)
+                            sums = _block(b, oc, src, at, t, wf, OB, P, KH, KW, DH, DW)
                             store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, P)
                         if TAIL:  # the plane's last pixels: a block of TAIL vectors ending there
                             t = size - TAIL * vector
-                            sums = channel_sums(b, oc, OB, TAIL)
-                            for ci in range(cg):
-                                for i in range(KH):
-                                    sums = tap_row(sums, src, first + ci * channel
-                                                   + i * DH * width + t, 0, copy, wf,
-                                                   (oc * cg + ci) * KH * KW + i * KW, taps,
-                                                   OB, TAIL, KW, 1, DW)
+                            sums = _block(b, oc, src, at, t, wf, OB, TAIL, KH, KW, DH, DW)
                             store_sums(sums, of, (ni * c_out + oc) * size + t, size, OB, TAIL)
                 block = claim(claimed)
 
@@ -543,6 +532,21 @@ def pack_outer(w, groups, flip):
                         dst[d] = src[first + o * cg * taps]
                         d += 1
     return dst
+
+
+@njit(inline="always")
+def _block(b, oc, src, at, t, wf, OB, P, KH, KW, DH, DW):
+    """``_blocked``'s sums of output channels ``oc ..`` over ``P`` vectors of pixels from
+    ``t``: every input channel's kernel rows (``at``: where channel 0's taps read, the
+    channels' and copies' distances, the plane's width, channels and weights per output
+    channel)."""
+    first, channel, width, copy, cg, taps = at
+    sums = channel_sums(b, oc, OB, P)
+    for ci in range(cg):
+        for i in range(KH):
+            sums = tap_row(sums, src, first + ci * channel + i * DH * width + t, 0, copy, wf,
+                           (oc * cg + ci) * KH * KW + i * KW, taps, OB, P, KW, 1, DW)
+    return sums
 
 
 @njit(inline="always")
