@@ -247,15 +247,14 @@ def rows_block(typingctx, pack, bias, src, s0, pitch, dst, d0, opitch, cstep, KH
     return types.none(pack, bias, src, s0, pitch, dst, d0, opitch, cstep, KH, KW, R, P), codegen
 
 
-@intrinsic
-def channel_sums(typingctx, b, start, OB, P):
-    """``OB * P`` vectors: vector ``o*P + p`` holds ``b[start + o]`` in every lane (the
-    starting sums of ``OB`` output channels over ``P`` vectors of pixels)."""
-    if not _literal_ints(OB, P):
-        return None
+def _start_sums(b, start, OB, N, vector_at):
+    """Typing and code of ``OB * N`` starting sums read from the array ``b`` from ``start``:
+    vector ``o*N + k`` is ``vector_at(builder, vector type, b's data, start, o, k)``."""
+    if not _literal_ints(OB, N):
+        return None  # Numba retries with the literal values
     vector = _vector_of(b.dtype)
-    ob, pp = OB.literal_value, P.literal_value
-    pack = VectorPack(b.dtype, vector.lanes, ob * pp)
+    ob, n = OB.literal_value, N.literal_value
+    pack = VectorPack(b.dtype, vector.lanes, ob * n)
 
     def codegen(context, builder, sig, args):
         vt = context.get_value_type(vector)
@@ -263,11 +262,19 @@ def channel_sums(typingctx, b, start, OB, P):
         first = _index(context, builder, args[1], sig.args[1])
         value = ir.Constant(context.get_value_type(pack), ir.Undefined)
         for o in range(ob):
-            v = _broadcast(builder, vt, data, builder.add(first, first.type(o)))
-            for p in range(pp):
-                value = builder.insert_value(value, v, o * pp + p)
+            for k in range(n):
+                value = builder.insert_value(value, vector_at(builder, vt, data, first, o, k),
+                                             o * n + k)
         return value
-    return pack(b, start, OB, P), codegen
+    return pack(b, start, OB, N), codegen
+
+
+@intrinsic
+def channel_sums(typingctx, b, start, OB, P):
+    """``OB * P`` vectors: vector ``o*P + p`` holds ``b[start + o]`` in every lane (the
+    starting sums of ``OB`` output channels over ``P`` vectors of pixels)."""
+    return _start_sums(b, start, OB, P, lambda builder, vt, data, first, o, p: _broadcast(
+        builder, vt, data, builder.add(first, first.type(o))))
 
 
 @intrinsic
@@ -441,24 +448,8 @@ def transpose_store(typingctx, src, s0, sstride, dst, d0, positions, p0):
 def bias_vectors(typingctx, b, start, OB, CV):
     """``OB * CV`` vectors: vector ``o*CV + v`` is ``b[start + v*lanes :][:lanes]`` (the
     starting sums of ``OB`` pixels, each a run of ``CV`` vectors of output channels)."""
-    if not _literal_ints(OB, CV):
-        return None
-    vector = _vector_of(b.dtype)
-    ob, cv = OB.literal_value, CV.literal_value
-    pack = VectorPack(b.dtype, vector.lanes, ob * cv)
-
-    def codegen(context, builder, sig, args):
-        vt = context.get_value_type(vector)
-        data = _data(context, builder, sig.args[0], args[0])
-        first = _index(context, builder, args[1], sig.args[1])
-        rows = [builder.load(_at(builder, data, builder.add(first, first.type(v * vt.count)), vt),
-                             align=1) for v in range(cv)]
-        value = ir.Constant(context.get_value_type(pack), ir.Undefined)
-        for o in range(ob):
-            for v in range(cv):
-                value = builder.insert_value(value, rows[v], o * cv + v)
-        return value
-    return pack(b, start, OB, CV), codegen
+    return _start_sums(b, start, OB, CV, lambda builder, vt, data, first, o, v: builder.load(
+        _at(builder, data, builder.add(first, first.type(v * vt.count)), vt), align=1))
 
 
 @intrinsic
