@@ -221,15 +221,15 @@ def layout(p) -> str:
 
 def run(x, w, b, p, out=None):
     spec = p.spec
+    kind = layout(p)
+    if kind == "outer":
+        return run_outer(x, pack_outer(w, spec.groups, False), b, p, out)
     rows, cols = p.index_maps()
     (top, bottom), (left, _) = spec.pads
     out = p.output(out)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     dh, dw = spec.dilation
-    kind = layout(p)
     n_blocks = parallel_blocks(p.n * spec.groups)
-    if kind == "outer":
-        return run_outer(x, pack_outer(w, spec.groups, False), b, p, out)
     if kind == "blocked":
         in_place = spec.pads == ((0, 0), (0, 0))
         ob, vectors = block_shape(p)
