@@ -129,14 +129,14 @@ def _weight_grad(grad_out, x, grad, bias, rows, cols, left, groups, dh, dw, chun
     zero = np.zeros(1, dtype=grad_out.dtype)[0]  # sums in the arrays' dtype
     ob_end, cb_end = og - og % 4, cg - cg % 4
     claimed = np.zeros(1, np.int64)  # the next g to claim
-    for _ in prange(workers):  # one worker a thread (workers.py)
+    for _ in prange(workers):  # one worker a thread (workers.py): its scratch once
+        offsets = np.empty(taps, np.uint64)
+        xs = np.empty((cg, chunk * rows.size * pw), dtype=x.dtype)
+        gs = np.empty((og, chunk * rows.size * pw), dtype=grad_out.dtype)
         g = claim(claimed)
         while g < groups:
             acc = np.zeros((og, cg, taps))
             sums = np.zeros(og)  # the bias gradient
-            offsets = np.empty(taps, np.uint64)
-            xs = np.empty((cg, chunk * rows.size * pw), dtype=x.dtype)
-            gs = np.empty((og, chunk * rows.size * pw), dtype=grad_out.dtype)
             for n0 in range(0, n, chunk):
                 m = min(chunk, n - n0)
                 pitch = m * pw  # side by side: padded row r of sample s at r * pitch + s * pw
