@@ -69,6 +69,7 @@ OUT_ROUTES = [
     ((2, 6, 9, 10), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stacked"),
     ((2, 6, 9, 34), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6), "direct", "stride2"),
     ((2, 6, 9, 10), (6, 1, 2, 3), dict(padding=1, groups=6), "direct", "any"),
+    ((2, 20, 9, 10), (20, 1, 3, 3), dict(padding=1, stride=2, groups=20), "direct", "channels"),
     ((2, 3, 9, 240), (4, 3, 3, 3), dict(padding=1, stride=2), "stem", None),
     ((2, 16, 10, 10), (16, 16, 3, 3), dict(padding=1), "winograd", None),  # 50 tiles
     ((2, 5, 8, 8), (7, 5, 1, 1), {}, "gemm", None),  # 1x1: products straight into out
@@ -410,7 +411,8 @@ def test_direct_stacked_samples_per_task():
 def test_direct_scratch_reused_across_many_tasks(width, k, mode, dtype):
     """Many (sample, group) tasks per parallel block: the zeroed scratch is reused, its
     zero-padding positions written once; a task must not see the previous one's pixels
-    (``masked``: zero "same" padding, on the masked kernel; 36 columns: the rows kernel)."""
+    (``masked``: zero "same" padding, on the masked kernel; 36 columns: the rows kernel;
+    5x5 on 6 columns, or outside the rows kernel: the channels-last tile)."""
     import numba
     rng = np.random.default_rng(k)
     x = rng.standard_normal((3, 40, 9, width)).astype(dtype)
@@ -424,7 +426,8 @@ def test_direct_scratch_reused_across_many_tasks(width, k, mode, dtype):
     problem = problem_of(x.shape, w.shape, dtype, **settings)
     lanes = simd.lanes(np.dtype(dtype))  # the rows kernel's rule (path)
     rows = problem.out_w >= lanes and (k >= 5 or 4 * problem.out_w >= 7 * lanes)
-    path = "rows" if rows else "masked" if mode == "masked" else "specialised"
+    path = ("channels" if direct._channels_win(problem) else "rows" if rows
+            else "masked" if mode == "masked" else "specialised")
     assert direct.path(problem) == path
     out = run_kernel("direct", x, w, b, **settings)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
@@ -575,6 +578,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(np.ones((1, 3, 9, 240), np.float32), np.ones((4, 3, 3, 3),\n"
             "               np.float32), stride=2, padding=1)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), stride=2, groups=4)\n"
+            "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"  # 16 channels: a vector
+            "               np.ones((16, 1, 3, 3), np.float32), stride=2, groups=16)\n"
             "convkit.conv2d(np.ones((3, 16, 9, 9), np.float32),\n"  # 75 tiles: Winograd
             "               np.ones((16, 16, 3, 3), np.float32), padding=1)\n"
             "convkit.conv2d(np.ones((1, 3, 9, 9), np.float32),\n"
@@ -605,6 +610,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
                    "_channels.locals.channels_kernel",
                    "stem._kernel.locals.stem_kernel", "_blocked.locals.blocked_kernel",
                    "_outer.locals.outer_kernel", "grouped.pack_outer",
+                   "channels._kernel.locals.channels_last_kernel",
                    "backward.flipped_kernels"):
         assert kernel in log, kernel
     assert "data loaded from" in log

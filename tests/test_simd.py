@@ -4,9 +4,9 @@ import pytest
 from numba import njit
 
 from convkit.kernels import simd
-from convkit.kernels.simd import (bias_vectors, channel_sums, copy_part, outer_taps, pixel_taps,
-                                  rows_block, splat_pack, store_sums, store_transposed, tap_row,
-                                  transpose_store, vload, vstore, zero_sums)
+from convkit.kernels.simd import (bias_vectors, channel_sums, copy_part, lane_taps, outer_taps,
+                                  pixel_taps, rows_block, splat_pack, store_sums, store_transposed,
+                                  tap_row, transpose_store, vload, vstore, zero_sums)
 
 DTYPES = [np.float32, np.float64]
 
@@ -196,6 +196,42 @@ def test_pixel_taps_sum_over_output_channels_and_store_turned(dtype, ob, kw, cv,
                         * w[2 + r * wrstride + (j * cv + v) * n + c]
                         for r in range(rows) for j in range(kw)]
                 want[1 + (v * n + c) * 30 + o] = b[v * n + c] + np.sum(taps, dtype=np.float64)
+    np.testing.assert_allclose(dst, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+def _lane_block(OB, KW, SW, DW):
+    @njit
+    def block(b, src, s0, w, w0, wstride, dst, d0, ostride, rows, rstride, wrstride):
+        sums = bias_vectors(b, 0, OB, 1)
+        for r in range(rows):
+            sums = lane_taps(sums, src, s0 + r * rstride, w, w0 + r * wrstride, wstride,
+                             OB, KW, SW, DW)
+        store_transposed(sums, dst, d0, ostride, OB, 1)
+    return block
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ob, kw, sw, dw", [(None, 3, 1, 1), (5, 3, 2, 1), (3, 2, 2, 2)])
+def test_lane_taps_sum_over_channels_last_pixels(dtype, ob, kw, sw, dw):
+    """dst[d0 + c*ostride + o] = b[c] + sum over rows r and taps j of
+    src[s0 + r*rstride + (o*sw + j*dw)*lanes + c] * w[w0 + r*wrstride + j*wstride + c]:
+    each pixel's channels one vector, ``OB`` pixels (nothing else written)."""
+    n = lanes(dtype)
+    ob = n if ob is None else ob
+    rng = np.random.default_rng(ob + kw + sw)
+    b = rng.standard_normal(n).astype(dtype)
+    rows, rstride, wstride, wrstride = 2, 50 * n, n + 3, 4 * (n + 3)
+    src = rng.standard_normal(rows * rstride + 3 * n * (ob + kw) * 2).astype(dtype)
+    w = rng.standard_normal(rows * wrstride + 2 * n).astype(dtype)
+    dst = np.full(n * 30 + 40, np.nan, dtype=dtype)
+    _lane_block(ob, kw, sw, dw)(b, src, 3, w, 2, wstride, dst, 1, 30, rows, rstride, wrstride)
+    want = np.full_like(dst, np.nan)
+    for c in range(n):
+        for o in range(ob):
+            taps = [src[3 + r * rstride + (o * sw + j * dw) * n + c]
+                    * w[2 + r * wrstride + j * wstride + c]
+                    for r in range(rows) for j in range(kw)]
+            want[1 + c * 30 + o] = b[c] + np.sum(taps, dtype=np.float64)
     np.testing.assert_allclose(dst, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
 
 

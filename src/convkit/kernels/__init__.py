@@ -129,7 +129,12 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               with zero padding on planes up to 32 wide, 56 for kernels from 5x5 up:
 #               the samples side by side in the phase planes; 3x3 stride 2 on wider,
 #               even planes: planes split into column phases in one flat loop; the rest
-#               on padded stride-phase planes; direct.path says which kernel)
+#               on padded stride-phase planes; direct.path says which kernel) -- except
+#               depthwise layers with at least a vector of channels and output rows up to
+#               64 pixels at stride 2, or with 7x7 kernels, or 5x5 where the rows kernel
+#               would not run: vectorised over channels instead (channels.py: a block of
+#               a vector's channels turned channels-last into a padded tile in registers,
+#               register blocks of a row's pixels, stored turned back into the planes)
 #   stem        dense with at most 4 input channels (a network's first layer, RGB in), output
 #               rows at least 7 vectors wide (112 float32 pixels with AVX-512), a specialised
 #               geometry: direct, register blocks of 3 output channels x 7 vectors of pixels

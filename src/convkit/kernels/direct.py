@@ -52,6 +52,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..spec import PaddingMode
+from . import channels
 from .forksafe import parallel_kernel
 from .simd import VECTOR_BYTES, lanes, rows_block, splat_pack, vload, vstore
 from .workers import claim, parallel_blocks, threads
@@ -104,7 +105,8 @@ def _geometry(p):
 
 
 def path(p) -> str:
-    """Which of this module's kernels runs ``p``: ``rows`` (depthwise, stride 1, dilation 1,
+    """Which of this module's kernels runs ``p``: ``channels`` (see ``_channels_win``),
+    ``rows`` (depthwise, stride 1, dilation 1,
     a specialised geometry, output rows at least one vector wide -- 3x3 at least 7/4 of one
     -- and at least ``BLOCK_ROWS`` of them), ``masked`` (depthwise, stride 1, zero
     padding that keeps the width, a specialised geometry, scratch within ``MASKED_BYTES``,
@@ -115,6 +117,8 @@ def path(p) -> str:
     ``specialised`` (another geometry in ``SPECIALISED``) or ``any``."""
     if _geometry(p) not in SPECIALISED:
         return "any"
+    if _channels_win(p):
+        return "channels"
     if _rows_fit(p):
         return "rows"
     if p.spec.stride == (1, 1) and _masked_fits(p):
@@ -124,6 +128,26 @@ def path(p) -> str:
         return "stacked"
     return ("stride2" if p.spec.stride == (2, 2) and p.w % 2 == 0 and p.kw <= 3
             else "specialised")
+
+
+def _channels_win(p) -> bool:
+    """``channels.py``'s kernel, vectorised over channels, where it fits (``channels.fits``:
+    depthwise, output rows up to 64 pixels) and beats the kernels here: every stride-2
+    layer, stride 1 with a 7x7 kernel, and with a 5x5 one where ``rows`` would not run.
+
+    Measured on Emerald Rapids, 2 threads, interleaved, against the kernel this table chose
+    before (batch 8, "same" padding), float32: stride 2 0.33-0.59x the time (3x3 and 5x5 on
+    14x14 to 112x112 inputs: ``stacked`` and ``stride2``; MobileNet's 112x112 0.88x), 7x7
+    stride 1 0.37x on 7x7 planes, 0.49x on 14x14, 0.82-0.95x on 20x20 to 56x56 (against
+    ``rows``), 5x5 stride 1 0.47-0.63x against ``masked`` (but 1.14x against ``rows`` on
+    28x28); 3x3 stride 1 0.70-0.88x on 7x7 and 10x10 but 1.21x on 14x14 and 1.33x on 28x28
+    (``rows`` and ``masked`` there run whole rows in vectors), so 3x3 stays.  Float64 (8
+    lanes, so ``rows`` takes rows from 8 pixels): stride 2 0.52-0.80x, 7x7 0.64x on 7x7,
+    0.89-1.00x on 14x14 and 28x28, 5x5 against ``masked`` 0.71x, against ``rows``
+    1.02-1.08x."""
+    if not channels.fits(p):
+        return False
+    return p.spec.stride != (1, 1) or p.kw >= 7 or (p.kw >= 5 and not _rows_fit(p))
 
 
 def _zero_padded(p) -> bool:
@@ -157,13 +181,15 @@ def stacked_samples(p) -> int:
 
 
 def run(x, w, b, p, out=None):
+    kind = path(p)
+    if kind == "channels":
+        return channels.run(x, w, b, p, out)
     spec = p.spec
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     rows, cols = p.index_maps()
     top, left = spec.pads[0][0], spec.pads[1][0]
     out = p.output(out)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
-    kind = path(p)
     if kind == "rows":
         blocks = parallel_blocks(p.n * spec.groups)
         vectors = row_vectors(p)
@@ -251,9 +277,11 @@ def _masked(KH, KW, DH, DW):
     ``_stacked`` at stride 1 (samples side by side, sharing their padding columns): 0.86x
     the time on ConvNeXt's 7x7 kernels on 7x7 planes, 0.94x on 5x5, 1.0x on 3x3, 1.1-1.8x
     from 14x14 up; channels last (a chunk of 64 channels transposed into a padded
-    (H, W, C) scratch, the sums vectorised over channels): 0.90x on 7x7 planes of 7x7,
-    1.04-1.9x elsewhere, and 2.6-4.9x with four output columns register-blocked (the body
-    no longer vectorised)."""
+    (H, W, C) scratch, the sums vectorised over channels) in loops left to LLVM's
+    vectoriser: 0.90x on 7x7 planes of 7x7, 1.04-1.9x elsewhere, and 2.6-4.9x with four
+    output columns register-blocked (the body no longer vectorised).  Written with explicit
+    vectors (transposes and register blocks in simd.py) it won: channels.py, which now takes
+    these planes' 5x5 and 7x7 layers (``_channels_win``)."""
     ROWS = pass_rows(KH, KW)
 
     @njit(parallel=True, fastmath=True, cache=True)

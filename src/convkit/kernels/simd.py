@@ -35,6 +35,10 @@ directly:
     kernel row of taps added (``KW * CV`` weight vectors, each input value broadcast once
     for the taps that read it), stored turned into each channel's run of pixels under a
     mask (grouped.py's ``outer`` layout);
+``lane_taps``
+    the same block for a depthwise kernel over a channels-last plane: each pixel's
+    ``lanes`` channels one vector, ``OB`` pixels' sums plus one kernel row of taps
+    (channels.py);
 ``copy_part``
     fewer than ``lanes`` elements copied by one masked load and store.
 
@@ -487,6 +491,43 @@ def pixel_taps(typingctx, sums, src, s0, w, w0, OB, KW, CV, DW):
                         builder, values[at], weights[j][v], builder.extract_value(value, k)), k)
         return value
     return sums(sums, src, s0, w, w0, OB, KW, CV, DW), codegen
+
+
+@intrinsic
+def lane_taps(typingctx, sums, src, s0, w, w0, wstride, OB, KW, SW, DW):
+    """``sums`` (``bias_vectors``, ``CV`` 1) plus one kernel row of taps over ``OB``
+    neighbouring pixels of a channels-last plane, vectorised over channels, returned::
+
+        sums[o] += src[s0 + (o*SW + j*DW)*lanes + t] * w[w0 + j*wstride + t]
+
+    for ``o < OB``, ``j < KW``, every lane ``t`` (``src`` holds each pixel's ``lanes``
+    channels as one vector; ``w`` each tap's weights of those channels): ``KW`` weight
+    vectors and one load per input pixel read, shared by the taps that read it, for
+    ``OB * KW`` multiply-adds (channels.py's depthwise kernel)."""
+    if not _literal_ints(OB, KW, SW, DW):
+        return None
+    ob, kw, sw, dw = (t.literal_value for t in (OB, KW, SW, DW))
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        vt = context.get_value_type(sig.args[0]).element
+        src_data = _data(context, builder, sig.args[1], args[1])
+        w_data = _data(context, builder, sig.args[3], args[3])
+        s, w0, wstep = (_index(context, builder, args[k], sig.args[k]) for k in (2, 4, 5))
+        weights = [builder.load(_at(builder, w_data, builder.add(
+            w0, builder.mul(wstep, wstep.type(j))), vt), align=1) for j in range(kw)]
+        values = {}
+        for o in range(ob):
+            for j in range(kw):
+                at = o * sw + j * dw
+                if at not in values:
+                    values[at] = builder.load(_at(builder, src_data,
+                                                  builder.add(s, s.type(at * vt.count)), vt),
+                                              align=1)
+                value = builder.insert_value(value, _fma(
+                    builder, values[at], weights[j], builder.extract_value(value, o)), o)
+        return value
+    return sums(sums, src, s0, w, w0, wstride, OB, KW, SW, DW), codegen
 
 
 @intrinsic
