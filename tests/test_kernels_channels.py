@@ -66,9 +66,10 @@ def test_channels_blocks_split_rows_evenly():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_channels_route(dtype):
-    """Stride 2, 7x7 at stride 1, 5x5 at stride 1 where the rows kernel would not run; not 3x3
-    at stride 1, fewer channels than a vector, a depth multiplier, rows wider than
-    ``MAX_OUT_WIDTH``, or a tile past ``TILE_BYTES``."""
+    """Stride 2, 7x7 at stride 1, 5x5 at stride 1 where the rows kernel would not run, 3x3 at
+    stride 1 on rows up to half a vector; not wider 3x3 at stride 1, fewer channels than a
+    vector, a depth multiplier, rows wider than ``MAX_OUT_WIDTH``, or a tile past
+    ``TILE_BYTES``."""
     lanes = simd.lanes(np.dtype(dtype))
 
     def route(c=4 * lanes, hw=14, k=3, stride=1, multiplier=1, **settings):
@@ -78,7 +79,8 @@ def test_channels_route(dtype):
     assert route(stride=2) == route(k=5, stride=2, hw=56) == route(k=7, hw=7) == "channels"
     assert route(k=7, hw=28) == route(k=5, hw=7) == route(stride=2, padding_mode="reflect") \
         == route(k=3, hw=2 * wide - 8, stride=2) == "channels"
-    assert route(k=3, hw=7) != "channels" and route(k=3, hw=28) == "rows"
+    assert route(k=3, hw=lanes // 2) == "channels"  # rows at most half a vector
+    assert route(k=3, hw=lanes // 2 + 1) != "channels" and route(k=3, hw=28) == "rows"
     assert route(k=5, hw=28) == "rows"  # 5x5: rows wins where it runs
     assert route(c=lanes - 1, stride=2) != "channels"
     assert route(multiplier=2, stride=2) != "channels"

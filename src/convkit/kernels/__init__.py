@@ -132,7 +132,8 @@ def _reference_run(x, w, b, problem: Problem, out=None) -> np.ndarray:
 #               on padded stride-phase planes; direct.path says which kernel) -- except
 #               depthwise layers with at least a vector of channels and output rows up to
 #               64 pixels at stride 2, or with 7x7 kernels, or 5x5 where the rows kernel
-#               would not run: vectorised over channels instead (channels.py: a block of
+#               would not run, or 3x3 on rows up to half a vector (7x7 planes in float32):
+#               vectorised over channels instead (channels.py: a block of
 #               a vector's channels turned channels-last into a padded tile in registers,
 #               register blocks of a row's pixels, stored turned back into the planes)
 #   stem        dense with at most 4 input channels (a network's first layer, RGB in), output

@@ -133,21 +133,24 @@ def path(p) -> str:
 def _channels_win(p) -> bool:
     """``channels.py``'s kernel, vectorised over channels, where it fits (``channels.fits``:
     depthwise, output rows up to 64 pixels) and beats the kernels here: every stride-2
-    layer, stride 1 with a 7x7 kernel, and with a 5x5 one where ``rows`` would not run.
+    layer, stride 1 with a 7x7 kernel, with a 5x5 one where ``rows`` would not run, and
+    with a 3x3 one on output rows at most half a vector wide (7x7 planes in float32).
 
     Measured on Emerald Rapids, 2 threads, interleaved, against the kernel this table chose
     before (batch 8, "same" padding), float32: stride 2 0.33-0.59x the time (3x3 and 5x5 on
     14x14 to 112x112 inputs: ``stacked`` and ``stride2``; MobileNet's 112x112 0.88x), 7x7
     stride 1 0.37x on 7x7 planes, 0.49x on 14x14, 0.82-0.95x on 20x20 to 56x56 (against
     ``rows``), 5x5 stride 1 0.47-0.63x against ``masked`` (but 1.14x against ``rows`` on
-    28x28); 3x3 stride 1 0.70-0.88x on 7x7 and 10x10 but 1.21x on 14x14 and 1.33x on 28x28
-    (``rows`` and ``masked`` there run whole rows in vectors), so 3x3 stays.  Float64 (8
-    lanes, so ``rows`` takes rows from 8 pixels): stride 2 0.52-0.80x, 7x7 0.64x on 7x7,
-    0.89-1.00x on 14x14 and 28x28, 5x5 against ``masked`` 0.71x, against ``rows``
-    1.02-1.08x."""
+    28x28); 3x3 stride 1 against ``masked`` 0.69-0.87x on 6x6 to 10x10 planes (MobileNet's
+    960 channels on 7x7: 0.69x), but 1.20x on 12x12, 1.06-1.21x on 14x14 and 1.33x on 28x28
+    against ``rows`` (both run whole rows in vectors there).  Float64 (8 lanes, so ``rows``
+    takes rows from 8 pixels): stride 2 0.52-0.80x, 7x7 0.64x on 7x7, 0.89-1.00x on 14x14
+    and 28x28, 5x5 against ``masked`` 0.71x, against ``rows`` 1.02-1.08x, 3x3 0.82x on 5x5,
+    0.89-1.18x on 7x7, 1.07x on 10x10."""
     if not channels.fits(p):
         return False
-    return p.spec.stride != (1, 1) or p.kw >= 7 or (p.kw >= 5 and not _rows_fit(p))
+    return (p.spec.stride != (1, 1) or p.kw >= 7 or (p.kw >= 5 and not _rows_fit(p))
+            or 2 * p.out_w <= lanes(p.dtype))
 
 
 def _zero_padded(p) -> bool:
