@@ -227,6 +227,7 @@ from convkit.kernels import direct, forksafe
 CASES = [  # (input, weight shapes, settings): depthwise, strided, grouped, reflect, dense
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),
     ((2, 6, 10, 8), (12, 1, 3, 3), dict(padding=1, stride=2, groups=6)),
+    ((2, 16, 10, 8), (16, 1, 3, 3), dict(padding=1, stride=2, groups=16)),  # channels-last
     ((2, 8, 9, 9), (8, 4, 3, 3), dict(padding=1, groups=2)),
     ((2, 12, 9, 9), (12, 2, 3, 3), dict(padding=2, dilation=2, groups=6, padding_mode="reflect")),
     ((2, 6, 9, 8), (6, 1, 2, 3), dict(padding=(1, 2), groups=6)),
