@@ -436,30 +436,46 @@ def dtype_report(cases, args) -> int:
 
     repeat = 5 if args.quick else args.repeat
     load_before = os.getloadavg()[0]
+    peak, bandwidth = measure_roofline(np.float32)
+    # float64's compute roof: half float32's, as a vector holds half the elements (numpy's
+    # dgemm against its sgemm is no measure of that: OpenBLAS's two differ in tuning)
+    peaks = {"float32": peak, "float64": peak / 2}
     lines = [f"machine: {cpu()}, load average {load_before:.2f} at the start; "
-             f"convkit float32 and float64 round robin, median of {repeat}", "",
-             "| case | float32 ms | float64 ms | float64 / float32 | with out=: float32 ms "
-             "| float64 ms | float64 / float32 |", "|---|---|---|---|---|---|---|"]
+             f"convkit float32 and float64 round robin, median of {repeat}; measured now: "
+             f"matrix product {peak / 1e9:.0f} GFLOP/s (float32), copy {bandwidth / 1e9:.1f} GB/s",
+             "roofline = max(FLOPs / peak, minimal bytes / copy bandwidth) / convkit's time, "
+             "float64's peak half float32's (half the lanes a vector): at the same fraction in "
+             "both dtypes, float64 takes twice float32's time", "",
+             "| case | float32 ms | float64 ms | float64 / float32 | roofline float32, "
+             "float64 | with out=: float32 ms | float64 ms | float64 / float32 |",
+             "|---|---|---|---|---|---|---|---|"]
     ratios = {"": [], " out=": []}
     for case in cases:
-        calls = {}
+        calls, bounds = {}, {}
         for dtype in (np.float32, np.float64):
             x, w, b = case_arrays(case, dtype)
             call = partial(convkit.conv2d, x, w, b, **case.settings)
             calls[dtype.__name__] = call
             calls[dtype.__name__ + " out="] = partial(call, out=call())
+            bounds[dtype.__name__] = max(case.flops() / peaks[dtype.__name__],
+                                         case.min_bytes(np.dtype(dtype).itemsize) / bandwidth)
         times = round_robin(calls, repeat)
         cells = [case.name]
         for kind, kept in ratios.items():
             ratio = times["float64" + kind] / times["float32" + kind]
-            kept.append((ratio, case.name))
+            fractions = ", ".join(f"{bounds[name] / times[name + kind]:.0%}"
+                                  for name in ("float32", "float64"))
+            kept.append((ratio, case.name, fractions))
             cells += [f"{times[name + kind] * 1e3:.3f}" for name in ("float32", "float64")]
             cells.append(f"{ratio:.2f}")
+            if not kind:
+                cells.append(fractions)
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines.append("")
     for kind, kept in ratios.items():
-        over = [f"{name} {r:.2f}" for r, name in kept if r > 2.0]
+        over = [f"{name} {r:.2f} (roofline {fractions})" for r, name, fractions in kept
+                if r > 2.0]
         summary = (f"float64 within 2x of float32{' with out=' if kind else ''} in "
                    f"{len(kept) - len(over)} of {len(kept)} cases"
                    + (f"; over: {', '.join(over)}" if over else ""))
