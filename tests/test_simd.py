@@ -217,7 +217,7 @@ def test_lane_taps_sum_over_channels_last_pixels(dtype, ob, kw, sw, dw):
     src[s0 + r*rstride + (o*sw + j*dw)*lanes + c] * w[w0 + r*wrstride + j*wstride + c]:
     each pixel's channels one vector, ``OB`` pixels (nothing else written)."""
     n = lanes(dtype)
-    ob = n if ob is None else ob
+    ob = n if ob is None else min(ob, n)  # store_transposed: at most a vector of pixels
     rng = np.random.default_rng(ob + kw + sw)
     b = rng.standard_normal(n).astype(dtype)
     rows, rstride, wstride, wrstride = 2, 50 * n, n + 3, 4 * (n + 3)
