@@ -233,6 +233,7 @@ CASES = [  # (input, weight shapes, settings): depthwise, strided, grouped, refl
     ((2, 6, 9, 8), (6, 1, 2, 3), dict(padding=(1, 2), groups=6)),
     ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1)),
     ((2, 5, 9, 9), (7, 5, 3, 3), dict(stride=2, padding=1)),
+    ((2, 5, 8, 8), (9, 5, 1, 1), dict()),  # dense 1x1: pointwise
 ]
 def compute():
     results = []

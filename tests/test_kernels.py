@@ -49,6 +49,8 @@ def test_suite_routes_as_the_table_says(case):
         expected = "winograd"  # dense 3x3 stride 1 with >= 16 channels
     elif case == "resnet-stem":
         expected = "stem"  # 3 input channels, rows of 112
+    elif case in ("resnet-1x1", "mbv2-pw"):
+        expected = "pointwise"  # dense 1x1, stride 1, at least 8 output channels
     else:
         expected = "gemm"
     assert kernels.choose(problem).name == expected
@@ -73,6 +75,7 @@ OUT_ROUTES = [
     ((2, 20, 9, 10), (20, 1, 3, 3), dict(padding=1, stride=2, groups=20), "direct", "channels"),
     ((2, 3, 9, 240), (4, 3, 3, 3), dict(padding=1, stride=2), "stem", None),
     ((2, 16, 10, 10), (16, 16, 3, 3), dict(padding=1), "winograd", None),  # 50 tiles
+    ((2, 5, 8, 8), (9, 5, 1, 1), {}, "pointwise", None),  # a run, a tail, a block moved back
     ((2, 5, 8, 8), (7, 5, 1, 1), {}, "gemm", None),  # 1x1: products straight into out
     ((3, 5, 8, 8), (7, 5, 3, 3), dict(stride=2, padding=1), "gemm", None),  # bands per sample
     ((1, 5, 96, 96), (16, 5, 7, 7), dict(stride=2, padding=3), "gemm", None),  # one sample's
@@ -554,7 +557,10 @@ def test_gemm_pointwise_shares_pixels_when_samples_are_few(n, stride, groups, dt
     assert len(pieces) == (1 if n >= numba.get_num_threads() else
                            min(-(-2 * numba.get_num_threads() // n), pixels // gemm.MIN_PIXELS))
     assert gemm.flops(problem) >= blas.SMALL_FLOPS
-    out = run_kernel("gemm", x, w, b, **settings)
+    # dense at stride 1 the table picks pointwise.py's kernel; gemm still runs the others
+    assert kernels.choose(problem).name == ("pointwise" if (stride, groups) == (1, 1)
+                                            else "gemm")
+    out = gemm.run(x, w, b, problem)
     assert_close(out, torch_conv2d(x, w, b, **settings), dtype)
     go = rng.standard_normal(out.shape).astype(dtype)
     got = convkit.conv2d_backward(go, x, w, **settings)
@@ -579,6 +585,8 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
             "convkit.conv2d(np.ones((1, 3, 9, 240), np.float32), np.ones((4, 3, 3, 3),\n"
             "               np.float32), stride=2, padding=1)\n"
             "convkit.conv2d(x, np.ones((4, 1, 3, 3), np.float32), stride=2, groups=4)\n"
+            "convkit.conv2d(np.ones((1, 4, 8, 8), np.float32), np.ones((8, 4, 1, 1),\n"
+            "               np.float32))\n"  # dense 1x1: pointwise
             "convkit.conv2d(np.ones((1, 16, 9, 9), np.float32),\n"  # 16 channels: a vector
             "               np.ones((16, 1, 3, 3), np.float32), stride=2, groups=16)\n"
             "convkit.conv2d(np.ones((3, 16, 9, 9), np.float32),\n"  # 75 tiles: Winograd
@@ -612,6 +620,7 @@ def test_compiled_kernels_load_from_the_disk_cache_in_a_fresh_process():
                    "stem._kernel.locals.stem_kernel", "_blocked.locals.blocked_kernel",
                    "_outer.locals.outer_kernel", "grouped.pack_outer",
                    "channels._kernel.locals.channels_last_kernel",
+                   "pointwise._kernel.locals.pointwise_kernel",
                    "backward.flipped_kernels"):
         assert kernel in log, kernel
     assert "data loaded from" in log
