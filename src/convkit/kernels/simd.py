@@ -479,18 +479,27 @@ def pixel_taps(typingctx, sums, src, s0, w, w0, OB, KW, CV, DW):
         weights = [[builder.load(_at(builder, w_data, builder.add(w0, w0.type((j * cv + v)
                                                                               * vt.count)), vt),
                                  align=1) for v in range(cv)] for j in range(kw)]
-        values = {}
-        for o in range(ob):
-            for j in range(kw):
-                at = o + j * dw
-                if at not in values:
-                    values[at] = _broadcast(builder, vt, src_data, builder.add(s, s.type(at)))
-                for v in range(cv):
-                    k = o * cv + v
-                    value = builder.insert_value(value, _fma(
-                        builder, values[at], weights[j][v], builder.extract_value(value, k)), k)
-        return value
+        return _shared_taps(builder, value, weights, ob, lambda o, j: o + j * dw, lambda at:
+                            _broadcast(builder, vt, src_data, builder.add(s, s.type(at))))
     return sums(sums, src, s0, w, w0, OB, KW, CV, DW), codegen
+
+
+def _shared_taps(builder, value, weights, ob, position, read):
+    """``value[o*CV + v] += read(position(o, j)) * weights[j][v]`` for ``o < ob`` and every
+    tap ``j`` and channel vector ``v`` of ``weights``: each input read once, however many
+    taps share it (pixel_taps, lane_taps)."""
+    cv = len(weights[0])
+    values = {}
+    for o in range(ob):
+        for j, row in enumerate(weights):
+            at = position(o, j)
+            if at not in values:
+                values[at] = read(at)
+            for v in range(cv):
+                k = o * cv + v
+                value = builder.insert_value(value, _fma(
+                    builder, values[at], row[v], builder.extract_value(value, k)), k)
+    return value
 
 
 @intrinsic
@@ -514,19 +523,11 @@ def lane_taps(typingctx, sums, src, s0, w, w0, wstride, OB, KW, SW, DW):
         src_data = _data(context, builder, sig.args[1], args[1])
         w_data = _data(context, builder, sig.args[3], args[3])
         s, w0, wstep = (_index(context, builder, args[k], sig.args[k]) for k in (2, 4, 5))
-        weights = [builder.load(_at(builder, w_data, builder.add(
-            w0, builder.mul(wstep, wstep.type(j))), vt), align=1) for j in range(kw)]
-        values = {}
-        for o in range(ob):
-            for j in range(kw):
-                at = o * sw + j * dw
-                if at not in values:
-                    values[at] = builder.load(_at(builder, src_data,
-                                                  builder.add(s, s.type(at * vt.count)), vt),
-                                              align=1)
-                value = builder.insert_value(value, _fma(
-                    builder, values[at], weights[j], builder.extract_value(value, o)), o)
-        return value
+        weights = [[builder.load(_at(builder, w_data, builder.add(
+            w0, builder.mul(wstep, wstep.type(j))), vt), align=1)] for j in range(kw)]
+        return _shared_taps(builder, value, weights, ob, lambda o, j: o * sw + j * dw,
+                            lambda at: builder.load(_at(builder, src_data, builder.add(
+                                s, s.type(at * vt.count)), vt), align=1))
     return sums(sums, src, s0, w, w0, wstride, OB, KW, SW, DW), codegen
 
 
