@@ -68,12 +68,11 @@ def run(x, w, b, p, out=None):
     out = p.output(out)
     bias = np.zeros(p.c_out, p.dtype) if b is None else b
     (sh, sw), (dh, dw) = p.spec.stride, p.spec.dilation
-    zero = p.spec.padding_mode is PaddingMode.ZEROS or not any(sum(p.spec.pads, ()))
     positions, border, tile_rows, pitch = tile_tables(p.h, p.w, p.spec.pads,
                                                       p.spec.padding_mode, lanes(p.dtype))
     taps = np.ascontiguousarray(w.reshape(p.c_out, p.kh * p.kw).T)  # (taps, C)
     blocks = -(-p.c_out // lanes(p.dtype))
-    _kernel(p.kh, p.kw, sh, sw, dh, dw, pixel_block(p), zero)(
+    _kernel(p.kh, p.kw, sh, sw, dh, dw, pixel_block(p), len(border) == 0)(
         x, taps, bias, out, positions, border, tile_rows, pitch,
         parallel_blocks(p.n * blocks), threads())
     return out
