@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from ..spec import PaddingMode
 from .forksafe import parallel_kernel
-from .simd import (VECTOR_BYTES, bias_vectors, lane_taps, lanes, store_transposed,
+from .simd import (VECTOR_BYTES, bias_vectors, lane_taps, lanes, row_block, store_transposed,
                    transpose_store, vload, vstore)
 from .workers import claim, parallel_blocks, threads
 
@@ -59,9 +59,8 @@ def fits(p) -> bool:
 
 def pixel_block(p) -> int:
     """Pixels of a register block: an output row split into as few blocks as hold at most a
-    vector's lanes, as even as they come (28 pixels: 14 + 14)."""
-    blocks = -(-p.out_w // lanes(p.dtype))
-    return -(-p.out_w // blocks)
+    vector's lanes, as even as they come (28 pixels: 14 + 14; ``simd.row_block``)."""
+    return row_block(p.out_w, lanes(p.dtype))
 
 
 def run(x, w, b, p, out=None):

@@ -126,7 +126,7 @@ from ..spec import PaddingMode
 from .direct import SPECIALISED, _geometry, _zero_padded
 from .forksafe import parallel_kernel
 from .simd import (VECTOR_BYTES, bias_vectors, channel_sums, copy_part, lanes, pixel_taps,
-                   store_sums, store_transposed, tap_row, vload, vstore)
+                   row_block, store_sums, store_transposed, tap_row, vload, vstore)
 from .workers import claim, parallel_blocks, threads
 
 TILE = 1024  # flat positions per tile
@@ -433,8 +433,7 @@ def outer_shape(p):
     cv, rest = divmod(p.group_out, vector)
     if rest or cv not in (1, 2) or p.kw < 2:
         return None
-    blocks = -(-p.out_w // min(vector, 24 // cv))  # of a row, as even as they come
-    return -(-p.out_w // blocks), cv
+    return row_block(p.out_w, min(vector, 24 // cv)), cv
 
 
 @lru_cache(maxsize=None)

@@ -86,6 +86,14 @@ def lanes(dtype) -> int:
     return VECTOR_BYTES // dtype.itemsize
 
 
+def row_block(width, most) -> int:
+    """Pixels of a register block along a row of ``width``: the row split into as few blocks
+    of at most ``most`` as it takes, as even as they come (14 with at most 8: 7 + 7, not
+    8 + 8 with the last moved back; grouped.py's ``outer`` layout, channels.py)."""
+    blocks = -(-width // most)
+    return -(-width // blocks)
+
+
 class Vector(types.Type):
     """One machine vector of ``lanes`` elements of ``dtype`` (an LLVM ``<lanes x dtype>``)."""
 
